@@ -1,0 +1,21 @@
+"""Equilibrium backends: reach an eigenstate (or a Gibbs / steady state) of H(θ, x) + nudge.
+
+Backends are picked by name from a registry: ``get_backend("exact")``. Each returns an
+:class:`EquilibriumState`.
+"""
+
+from qep_analog.equilibrium.base import (
+    EquilibriumBackend,
+    EquilibriumState,
+    available_backends,
+    get_backend,
+    register_backend,
+)
+
+__all__ = [
+    "EquilibriumBackend",
+    "EquilibriumState",
+    "available_backends",
+    "get_backend",
+    "register_backend",
+]
