@@ -8,10 +8,9 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 import numpy as np
-import scipy.sparse as sp
-
 from qep_analog.errors import QepValueError
 from qep_analog.models.hamiltonian import Hamiltonian
+from qep_analog.models.pauli import PauliSum
 
 StateKind = Literal["eigenstate", "gibbs", "steady-state", "pure-prepared"]
 
@@ -57,7 +56,10 @@ class EquilibriumState:
 class EquilibriumBackend(Protocol):
     """What every backend does: prepare the equilibrium of H(θ, x) + nudge.
 
-    ``nudge`` is a sparse operator added to H (already multiplied by β), or ``None``.
+    ``nudge`` is the Pauli sum added to H, already multiplied by β (β Ĉ, or Σ_ℓ ν_ℓ O_ℓ for
+    error-signal nudging), or ``None`` for the free phase. Backends that need a matrix lower it
+    with ``nudge.matrix(n_qubits)``; hardware backends read its structure (e.g. a diagonal
+    Σ c_ℓ n_ℓ becomes local detunings δ_ℓ → δ_ℓ − c_ℓ).
     ``reference`` is the free-phase state of the same sample: backends use it to warm-start and
     to follow the continuously connected eigenstate (the continuation policy).
     """
@@ -69,7 +71,7 @@ class EquilibriumBackend(Protocol):
         hamiltonian: Hamiltonian,
         theta: np.ndarray,
         x: np.ndarray,
-        nudge: sp.spmatrix | None = None,
+        nudge: PauliSum | None = None,
         reference: EquilibriumState | None = None,
     ) -> EquilibriumState: ...
 
