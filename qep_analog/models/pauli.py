@@ -121,7 +121,7 @@ class PauliProduct:
         """
         values = np.ones(bits.shape[0])
         for q, letter in self.factors:
-            b = bits[:, q]
+            b = bits[:, q].astype(float)
             values = values * (b if letter == "n" else 1 - 2 * b)
         return values
 
@@ -238,3 +238,77 @@ class ProductTable:
                 column = state[self._index, self._index ^ x]
                 out[rows] = (self.values[rows] @ column).real
         return out
+
+
+_PAULI_TABLE = {  # (a, b) -> (phase, letter) with a·b = phase · letter
+    ("X", "X"): (1, "I"), ("Y", "Y"): (1, "I"), ("Z", "Z"): (1, "I"),
+    ("X", "Y"): (1j, "Z"), ("Y", "X"): (-1j, "Z"),
+    ("Y", "Z"): (1j, "X"), ("Z", "Y"): (-1j, "X"),
+    ("Z", "X"): (1j, "Y"), ("X", "Z"): (-1j, "Y"),
+}
+
+
+def _expand_occupations(term: tuple[float, PauliProduct]) -> list[tuple[complex, dict[int, str]]]:
+    """Rewrite n = (I − Z)/2 so that a product holds X, Y, Z letters only."""
+    coefficient, product = term
+    expanded: list[tuple[complex, dict[int, str]]] = [(complex(coefficient), {})]
+    for q, letter in product.factors:
+        if letter == "n":
+            nxt = []
+            for c, f in expanded:
+                nxt.append((c / 2, dict(f)))
+                nxt.append((-c / 2, {**f, q: "Z"}))
+            expanded = nxt
+        else:
+            expanded = [(c, {**f, q: letter}) for c, f in expanded]
+    return expanded
+
+
+def _product(a: PauliSum, b: PauliSum) -> dict[tuple[tuple[int, str], ...], complex]:
+    """Coefficients of a·b keyed by X/Y/Z factors (occupations expanded as n = (I − Z)/2)."""
+    left = [(complex(a.constant), {})] + [e for t in a.terms for e in _expand_occupations(t)]
+    right = [(complex(b.constant), {})] + [e for t in b.terms for e in _expand_occupations(t)]
+    acc: dict[tuple[tuple[int, str], ...], complex] = {}
+    for ca, fa in left:
+        for cb, fb in right:
+            c = ca * cb
+            letters = dict(fa)
+            for q, lb in fb.items():
+                la = letters.pop(q, None)
+                if la is None:
+                    letters[q] = lb
+                else:
+                    phase, out = _PAULI_TABLE[(la, lb)]
+                    c *= phase
+                    if out != "I":
+                        letters[q] = out
+            key = tuple(sorted(letters.items()))
+            acc[key] = acc.get(key, 0) + c
+    return acc
+
+
+def anticommutator(a: PauliSum, b: PauliSum, tol: float = 1e-14) -> PauliSum:
+    """{a, b} = a·b + b·a, Hermitian for Hermitian a, b (so ``square(a) = ½{a, a}``)."""
+    ab, ba = _product(a, b), _product(b, a)
+    acc = {k: ab.get(k, 0) + ba.get(k, 0) for k in set(ab) | set(ba)}
+    if any(abs(c.imag) > 1e-9 for c in acc.values()):
+        raise QepValueError("the anticommutator of these observables is not Hermitian")
+    constant = acc.pop((), 0).real
+    terms = tuple((c.real, PauliProduct(k)) for k, c in acc.items() if abs(c) > tol)
+    return PauliSum(terms, constant)
+
+
+def add(*sums: PauliSum) -> PauliSum:
+    """Sum of Pauli sums, merging equal products."""
+    acc: dict[PauliProduct, float] = {}
+    constant = 0.0
+    for s in sums:
+        constant += s.constant
+        for c, p in s.terms:
+            acc[p] = acc.get(p, 0.0) + c
+    return PauliSum(tuple((c, p) for p, c in acc.items() if c != 0.0), constant)
+
+
+def square(a: PauliSum) -> PauliSum:
+    """a² for a Hermitian Pauli sum, e.g. the cost operator (O − t)²."""
+    return anticommutator(a, a).scaled(0.5)
