@@ -1,0 +1,377 @@
+"""QEP gradient estimators over a batch, with shots, settings, crossings and preparations.
+
+For a sample (x, t) and parameters θ, with A_k = ∂H/∂θ_k and h_k(β) = ⟨A_k⟩ in the eigenstate
+of H(θ, x) + β D (D the nudge direction of the objective, see :mod:`objectives`):
+
+* ``one-sided`` (Scellier eq. 6/8):  ĝ_k = [h_k(β) − h_k(0)] / β,          bias O(β)
+* ``symmetric`` (Massar–Mognetti eq. 28): ĝ_k = [h_k(β) − h_k(−β)] / (2β),  bias O(β²)
+* ``exact``: the β → 0 linear response 2 Re⟨ψ|A_k (E₀ − H)⁺ (D − ⟨D⟩)|ψ⟩
+* ``finite-difference``: central differences of the objective, 2 evaluations per parameter.
+
+Measurement (``measurement=``):
+
+* ``"grouped"`` (default, honest): M shots per (phase, setting); settings are qubit-wise
+  commuting groups; the free phase's outputs, hence the error signal, come from shots;
+  preparations per sample = Σ_phases Σ_settings M.
+* ``"gaussian"`` — *the authors' idealisation* (Wanjura–Marquardt's code): exact ⟨A_k⟩ plus
+  Gaussian noise of variance Var(A_k)/M, no grouping (one setting per observable), an exact,
+  noise-free error signal.
+* ``shots=None``: exact expectation values (no shot noise, no preparations counted).
+
+Crossing policy (PHYSICS.md §1): after preparing a nudged phase we compare it with the free
+state; if |⟨ψ₀|ψ_{±β}⟩| < ``overlap_threshold`` the nudge crossed a level. With
+``crossing_policy="shrink"`` the sample's β is halved (up to ``max_halvings`` times) and the
+phases are prepared again; if the overlap still fails, or with ``crossing_policy="drop"``, the
+sample is dropped and counted. Every event is recorded in ``crossings``. Exactly degenerate
+free ground states are flagged (``"degenerate"``) — no finite-β estimator can repair them.
+The overlap is an emulation diagnostic (a lab cannot measure it): no shots are spent or counted
+on a rejected attempt.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from qep_analog.equilibrium.base import EquilibriumBackend, EquilibriumState
+from qep_analog.errors import QepValueError
+from qep_analog.executor import Executor, SerialExecutor
+from qep_analog.learning.objectives import Objective
+from qep_analog.learning.reference import linear_response_gradient
+from qep_analog.measurement.estimate import estimate_products
+from qep_analog.measurement.grouping import Setting, group_qubitwise
+from qep_analog.measurement.sampling import ReadoutError, sample_bitstrings
+from qep_analog.models.hamiltonian import Hamiltonian
+from qep_analog.models.pauli import PauliProduct, ProductTable
+
+ESTIMATORS = ("one-sided", "symmetric", "exact", "finite-difference")
+MEASUREMENTS = ("grouped", "gaussian")
+POLICIES = ("shrink", "drop")
+
+
+@dataclass(frozen=True, kw_only=True)
+class GradientConfig:
+    """How to estimate a gradient (validated on creation; change with dataclasses.replace)."""
+
+    estimator: str = "symmetric"
+    nudge: str = "error-signal"
+    loss: str = "mse"
+    loss_scale: float = 1.0
+    beta: float = 0.1
+    shots: int | None = None
+    measurement: str = "grouped"
+    readout: ReadoutError | None = None
+    mitigate_readout: bool = False
+    overlap_threshold: float = 0.9
+    crossing_policy: str = "shrink"
+    max_halvings: int = 3
+    fd_step: float = 1e-3
+
+    def __post_init__(self) -> None:
+        if self.estimator not in ESTIMATORS:
+            raise QepValueError(f"'estimator' must be one of {ESTIMATORS}, not {self.estimator!r}")
+        if self.measurement not in MEASUREMENTS:
+            raise QepValueError(f"'measurement' must be one of {MEASUREMENTS}, not {self.measurement!r}")
+        if self.crossing_policy not in POLICIES:
+            raise QepValueError(f"'crossing_policy' must be one of {POLICIES}, not {self.crossing_policy!r}")
+        if not (np.isfinite(self.beta) and self.beta > 0):
+            raise QepValueError(f"'beta' must be a positive finite number, not {self.beta}")
+        if self.shots is not None and (not isinstance(self.shots, (int, np.integer)) or self.shots < 1):
+            raise QepValueError(f"'shots' must be a positive integer or None, not {self.shots!r}")
+        if not 0 <= self.overlap_threshold <= 1:
+            raise QepValueError(f"'overlap_threshold' must lie in [0, 1], not {self.overlap_threshold}")
+        if not (np.isfinite(self.fd_step) and self.fd_step > 0):
+            raise QepValueError(f"'fd_step' must be a positive finite number, not {self.fd_step}")
+        if self.max_halvings < 0:
+            raise QepValueError(f"'max_halvings' must be ≥ 0, not {self.max_halvings}")
+        Objective(kind=self.nudge, loss=self.loss, scale=self.loss_scale)
+
+    @property
+    def objective(self) -> Objective:
+        return Objective(kind=self.nudge, loss=self.loss, scale=self.loss_scale)
+
+
+@dataclass(frozen=True, kw_only=True)
+class GradientEstimate:
+    """A batch gradient estimate and everything needed to judge it."""
+
+    parameter_names: tuple[str, ...]
+    gradient: np.ndarray
+    stderr: np.ndarray
+    objective: str
+    estimator: str
+    nudge: str
+    beta: float
+    settings: int
+    preparations: int | None
+    crossings: tuple[dict, ...]
+    samples_used: int
+    samples_dropped: int
+    loss: float
+    outputs: np.ndarray
+    per_sample: np.ndarray = field(repr=False)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("per_sample")
+        for key in ("gradient", "stderr", "outputs"):
+            d[key] = np.asarray(d[key]).tolist()
+        d["parameter_names"] = list(self.parameter_names)
+        d["crossings"] = list(self.crossings)
+        return d
+
+
+@dataclass(frozen=True)
+class MeasurementPlan:
+    """Settings for the free and nudged phases of one model."""
+
+    derivative_settings: tuple[Setting, ...]
+    output_settings: tuple[Setting, ...]
+    joint_settings: tuple[Setting, ...]
+    derivative_products: tuple[PauliProduct, ...]
+    output_products: tuple[PauliProduct, ...]
+    joint_products: tuple[PauliProduct, ...]
+
+
+def measurement_plan(hamiltonian: Hamiltonian) -> MeasurementPlan:
+    """Group ∂H/∂θ products, output products, and both together into settings (cached)."""
+    cache = hamiltonian._cache
+    if "measurement_plan" not in cache:
+        n = hamiltonian.n_qubits
+        deriv = hamiltonian.derivative_map[0].products
+        outs = tuple(dict.fromkeys(p for o in hamiltonian.outputs for p in o.observable.products))
+        joint = tuple(dict.fromkeys(deriv + outs))
+        cache["measurement_plan"] = MeasurementPlan(
+            group_qubitwise(deriv, n), group_qubitwise(outs, n), group_qubitwise(joint, n), deriv, outs, joint)
+    return cache["measurement_plan"]
+
+
+class _Meter:
+    """Measures product expectations of a prepared state under a config (shots or exact)."""
+
+    def __init__(self, hamiltonian: Hamiltonian, config: GradientConfig, rng: np.random.Generator):
+        self.h, self.cfg, self.rng = hamiltonian, config, rng
+        self.preparations = 0
+
+    def products(self, state: EquilibriumState, products, settings) -> tuple[np.ndarray, np.ndarray]:
+        exact = ProductTable(products, self.h.n_qubits).expect(state.state)
+        cfg = self.cfg
+        if cfg.shots is None:
+            return exact, np.zeros_like(exact)
+        if cfg.measurement == "gaussian":
+            var = np.array([_product_variance(p, e) for p, e in zip(products, exact, strict=True)])
+            self.preparations += len(products) * cfg.shots
+            se = np.sqrt(var / cfg.shots)
+            return exact + se * self.rng.standard_normal(len(products)), se
+        means, ses = np.empty(len(products)), np.empty(len(products))
+        for setting in settings:
+            members = [products[i] for i in setting.members]
+            bits = sample_bitstrings(state.state, setting.basis, cfg.shots, self.rng, cfg.readout)
+            m, s = estimate_products(bits, members, cfg.readout if cfg.mitigate_readout else None)
+            means[list(setting.members)], ses[list(setting.members)] = m, s
+            self.preparations += cfg.shots
+        return means, ses
+
+    def derivatives(self, state) -> tuple[np.ndarray, np.ndarray]:
+        """⟨A_k⟩ and standard errors (products of one A_k sharing shots: covariance neglected)."""
+        plan = measurement_plan(self.h)
+        coef = self.h.derivative_map[1]
+        means, ses = self.products(state, plan.derivative_products, plan.derivative_settings)
+        return coef @ means, np.sqrt((coef**2) @ (ses**2))
+
+    def derivatives_and_outputs(self, state) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One-sided free phase: ⟨A_k⟩ and the outputs from one joint set of settings."""
+        if self.cfg.shots is None or self.cfg.measurement == "gaussian":
+            return (*self.derivatives(state), self.outputs(state))
+        plan = measurement_plan(self.h)
+        coef = self.h.derivative_map[1]
+        means, ses = self.products(state, plan.joint_products, plan.joint_settings)
+        k = len(plan.derivative_products)
+        y = _outputs_from_products(self.h, plan.joint_products, means)
+        return coef @ means[:k], np.sqrt((coef**2) @ (ses[:k] ** 2)), y
+
+    def outputs(self, state) -> np.ndarray:
+        cfg = self.cfg
+        if cfg.shots is None or cfg.measurement == "gaussian":
+            return self.h.output_expectations(state.state)  # exact error signal in the idealisation
+        plan = measurement_plan(self.h)
+        means, _ = self.products(state, plan.output_products, plan.output_settings)
+        return _outputs_from_products(self.h, plan.output_products, means)
+
+
+def _product_variance(p: PauliProduct, mean: float) -> float:
+    if any(letter == "n" for _, letter in p.factors):
+        if all(letter == "n" for _, letter in p.factors):
+            return max(mean - mean**2, 0.0)  # a projector: P² = P
+        raise QepValueError("gaussian measurement mode needs pure Pauli or pure occupation products")
+    return max(1.0 - mean**2, 0.0)
+
+
+def _outputs_from_products(h: Hamiltonian, products, means) -> np.ndarray:
+    index = {p: i for i, p in enumerate(products)}
+    return np.array([o.observable.constant + sum(c * means[index[p]] for c, p in o.observable.terms)
+                     for o in h.outputs])
+
+
+@dataclass(frozen=True)
+class _SampleTask:
+    hamiltonian: Hamiltonian
+    backend: EquilibriumBackend
+    theta: np.ndarray
+    x: np.ndarray
+    target: np.ndarray
+    config: GradientConfig
+    seed: np.random.SeedSequence
+    index: int
+
+
+def _qep_sample(task: _SampleTask) -> dict:
+    h, cfg, backend = task.hamiltonian, task.config, task.backend
+    rng = np.random.default_rng(task.seed)
+    meter = _Meter(h, cfg, rng)
+    obj = cfg.objective
+    free = backend.prepare(h, task.theta, task.x)
+    crossings = []
+    if free.info.get("degenerate"):
+        crossings.append(dict(sample=task.index, phase="free", kind="degenerate", gap=free.gap))
+    one_sided = cfg.estimator == "one-sided"
+    signs = (1,) if one_sided else (1, -1)
+    if one_sided:
+        h_free, se_free, y = meter.derivatives_and_outputs(free)
+    else:
+        y = meter.outputs(free)
+    direction = obj.nudge_direction(h, y, task.target)
+    beta = cfg.beta
+    for attempt in range(cfg.max_halvings + 1):
+        phases = {s: backend.prepare(h, task.theta, task.x, direction.scaled(s * beta), reference=free)
+                  for s in signs}
+        overlaps = {s: free.overlap(st) for s, st in phases.items()}
+        bad = {s: o for s, o in overlaps.items() if o < cfg.overlap_threshold}
+        if not bad:
+            break
+        last = cfg.crossing_policy == "drop" or attempt == cfg.max_halvings
+        for s, o in bad.items():
+            crossings.append(dict(sample=task.index, phase=f"{'+' if s > 0 else '-'}beta", kind="crossing",
+                                  overlap=float(o), beta=beta, gap_free=float(free.gap),
+                                  nudge_norm=float(beta * np.sum(np.abs(direction.coefficients))),
+                                  action="dropped" if last else "shrunk"))
+        if last:
+            return dict(dropped=True, crossings=crossings, preparations=meter.preparations, y=y,
+                        loss=obj.exact_value(h, free.state, task.target))
+        beta /= 2
+    measured = {s: meter.derivatives(st) for s, st in phases.items()}
+    if one_sided:
+        g = (measured[1][0] - h_free) / beta
+        se = np.sqrt(measured[1][1] ** 2 + se_free**2) / beta
+    else:
+        g = (measured[1][0] - measured[-1][0]) / (2 * beta)
+        se = np.sqrt(measured[1][1] ** 2 + measured[-1][1] ** 2) / (2 * beta)
+    return dict(dropped=False, gradient=g, stderr=se, crossings=crossings, preparations=meter.preparations,
+                y=y, beta=beta, loss=obj.exact_value(h, free.state, task.target),
+                overlaps={str(s): float(o) for s, o in overlaps.items()})
+
+
+def _exact_sample(task: _SampleTask) -> dict:
+    h, cfg = task.hamiltonian, task.config
+    obj = cfg.objective
+    free = task.backend.prepare(h, task.theta, task.x)
+    if not free.is_pure:
+        raise QepValueError("the 'exact' estimator needs a pure eigenstate backend; use "
+                            "'finite-difference' for mixed states")
+    y = h.output_expectations(free.state)
+    direction = obj.nudge_direction(h, y, task.target)
+    g = linear_response_gradient(h, task.theta, task.x, free, direction)
+    crossings = ([dict(sample=task.index, phase="free", kind="degenerate", gap=free.gap)]
+                 if free.info.get("degenerate") else [])
+    return dict(dropped=False, gradient=g, stderr=np.zeros_like(g), crossings=crossings, preparations=0,
+                y=y, beta=0.0, loss=obj.exact_value(h, free.state, task.target))
+
+
+def _fd_sample(task: _SampleTask) -> dict:
+    h, cfg, backend = task.hamiltonian, task.config, task.backend
+    rng = np.random.default_rng(task.seed)
+    meter = _Meter(h, cfg, rng)
+    obj = cfg.objective
+    plan = measurement_plan(h)
+
+    def value(theta) -> float:
+        state = backend.prepare(h, theta, task.x)
+        if cfg.shots is None:
+            return obj.exact_value(h, state.state, task.target)
+        if obj.kind == "error-signal" or cfg.measurement == "gaussian":
+            return obj.loss_of_outputs(meter.outputs(state), task.target) if obj.kind == "error-signal" \
+                else obj.exact_value(h, state.state, task.target)
+        c = obj.cost_operator(h, task.target)
+        settings = group_qubitwise(c.products, h.n_qubits)
+        means, _ = meter.products(state, c.products, settings)
+        return float(c.constant + c.coefficients @ means)
+
+    g = np.empty(len(task.theta))
+    for k in range(len(task.theta)):
+        step = np.zeros_like(task.theta)
+        step[k] = cfg.fd_step
+        g[k] = (value(task.theta + step) - value(task.theta - step)) / (2 * cfg.fd_step)
+    free = backend.prepare(h, task.theta, task.x)
+    return dict(dropped=False, gradient=g, stderr=np.full_like(g, np.nan), crossings=[],
+                preparations=meter.preparations, y=h.output_expectations(free.state), beta=0.0,
+                loss=obj.exact_value(h, free.state, task.target), plan_settings=len(plan.output_settings))
+
+
+_RUNNERS = {"one-sided": _qep_sample, "symmetric": _qep_sample, "exact": _exact_sample,
+            "finite-difference": _fd_sample}
+
+
+def estimate_gradient(
+    hamiltonian: Hamiltonian,
+    backend: EquilibriumBackend,
+    theta,
+    inputs,
+    targets,
+    config: GradientConfig,
+    *,
+    seed: int | np.random.SeedSequence = 0,
+    executor: Executor | None = None,
+) -> GradientEstimate:
+    """Batch-mean gradient of ``config.objective`` over samples (inputs[i], targets[i]).
+
+    Each sample runs as an independent task with its own spawned seed.
+    """
+    theta = hamiltonian.theta_vector(theta)
+    inputs = np.atleast_2d(np.asarray(inputs, dtype=float)) if hamiltonian.input_names else None
+    targets = np.atleast_2d(np.asarray(targets, dtype=float))
+    n = len(targets)
+    if inputs is not None and len(inputs) != n:
+        raise QepValueError(f"'inputs' has {len(inputs)} samples but 'targets' has {n}")
+    obj = config.objective
+    seeds = (seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)).spawn(n)
+    tasks = [
+        _SampleTask(hamiltonian, backend, theta,
+                    hamiltonian.input_vector(inputs[i] if inputs is not None else None),
+                    obj.check_targets(hamiltonian, targets[i]), config, seeds[i], i)
+        for i in range(n)
+    ]
+    results = (executor or SerialExecutor()).map(_RUNNERS[config.estimator], tasks)
+    kept = [r for r in results if not r["dropped"]]
+    if kept:
+        per_sample = np.array([r["gradient"] for r in kept])
+        gradient = per_sample.mean(axis=0)
+        stderr = np.sqrt(np.sum([r["stderr"] ** 2 for r in kept], axis=0)) / len(kept)
+    else:
+        per_sample = np.zeros((0, len(theta)))
+        gradient, stderr = np.zeros(len(theta)), np.full(len(theta), np.inf)
+    plan = measurement_plan(hamiltonian)
+    settings = len(plan.derivative_settings)
+    if config.measurement == "gaussian" and config.shots is not None:
+        settings = len(plan.derivative_products)
+    return GradientEstimate(
+        parameter_names=hamiltonian.parameter_names, gradient=gradient, stderr=stderr,
+        objective=obj.name, estimator=config.estimator, nudge=config.nudge,
+        beta=config.beta if config.estimator in ("one-sided", "symmetric") else 0.0,
+        settings=settings,
+        preparations=None if config.shots is None else int(sum(r["preparations"] for r in results)),
+        crossings=tuple(c for r in results for c in r["crossings"]),
+        samples_used=len(kept), samples_dropped=n - len(kept),
+        loss=float(np.mean([r["loss"] for r in results])),
+        outputs=np.array([r["y"] for r in results]), per_sample=per_sample,
+    )

@@ -1,0 +1,620 @@
+"""QEP gradients and regression training for the oscillator network (Scellier 2024, eqs. 19-21).
+
+Model: :class:`qep_analog.models.oscillator.OscillatorNetwork`, H = Σ p²/2m + ½ Σ k_e (r_i − r_j)²,
+trainables k_e, ∂H/∂k_e = ½ (r_i − r_j)². Every estimator names the objective it differentiates:
+
+- ``"mean-loss"``: L(⟨r_out⟩) = Σ_ℓ (μ_ℓ − y_ℓ)², reached by **error-signal nudging**
+  H + Σ_ℓ ν_ℓ r_ℓ with ν = β ∂L/∂μ = 2β (μ − y). The linear force only shifts the mean, so
+  ⟨∂H/∂k⟩_β is exactly quadratic in β: the symmetric estimator is exact at every β (up to the
+  shot noise and the noise of an error signal estimated from shots), the one-sided has bias ∝ β.
+- ``"cost-expectation"``: ⟨C⟩ = Σ_ℓ ⟨(r_ℓ − y_ℓ)²⟩ = Σ_ℓ [(μ_ℓ − y_ℓ)² + Var r_ℓ], reached by
+  **cost-operator nudging** H + β C, i.e. springs of constant 2β from each output to y_ℓ
+  (Scellier's "nudge springs of constant β" are (β/2) C). Biases: one-sided ∝ β, symmetric ∝ β².
+  Pitfall: scaling every k by λ leaves μ unchanged and shrinks Var as λ^{-1/2}, so descent on ⟨C⟩
+  drives k → ∞. Train the mean, or bound k (``k_max``).
+
+QEP theorem used: d/dβ|₀ ⟨∂H/∂k⟩_β = ∂(objective)/∂k (sign: H^β = H + β·nudge, descent uses −g).
+
+Counting (PHYSICS.md §1): positions of all nodes commute, so there is one measurement setting and
+every shot (one preparation) gives all ∂H/∂k_e and all outputs. M shots per phase:
+one-sided = free + nudged (2M; the free shots also give the error signal); symmetric =
+±β (2M) plus, for error-signal nudging, a free phase for the error signal (3M); central finite
+differences = 2 phases per parameter (2PM). ``shots=None`` is the ideal mode (exact expectations,
+preparations counted as 0).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import minimize
+
+from qep_analog.errors import QepValueError
+from qep_analog.models.oscillator import OscillatorNetwork, OutputNudge, layered_network
+
+OBJECTIVES: dict[str, str] = {
+    "mean-loss": "L(<r_out>) = sum_l (<r_l> - y_l)^2",
+    "cost-expectation": "<C> = sum_l <(r_l - y_l)^2>",
+}
+NUDGE_OBJECTIVE: dict[str, str] = {"error-signal": "mean-loss", "cost-operator": "cost-expectation"}
+ESTIMATORS = ("one-sided", "symmetric")
+
+
+def _check_choice(value: str, allowed, what: str) -> str:
+    if value not in allowed:
+        raise QepValueError(f"'{what}' must be one of {tuple(allowed)}, not {value!r}")
+    return value
+
+
+def _check_shots(shots) -> int | None:
+    if shots is None:
+        return None
+    if not isinstance(shots, int | np.integer) or isinstance(shots, bool) or shots < 1:
+        raise QepValueError(f"'shots' must be an integer ≥ 1 (or None for ideal), not {shots!r}")
+    return int(shots)
+
+
+def _check_positive(value, what: str) -> float:
+    v = float(value)
+    if not np.isfinite(v) or v <= 0:
+        raise QepValueError(f"'{what}' must be a finite number > 0, not {value!r}")
+    return v
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class OscillatorGradient:
+    """A gradient estimate: per-parameter ``gradient`` ± ``stderr`` of the named ``objective``.
+
+    ``preparations`` counts state preparations (shots over all phases; 0 in ideal mode).
+    ``stderr`` of QEP estimates is conditional on the error signal (ε from free-phase shots is
+    treated as given).
+    """
+
+    gradient: np.ndarray
+    stderr: np.ndarray
+    preparations: int
+    objective: str
+    parameter_names: tuple[str, ...]
+    estimator: str
+    nudge: str | None = None
+    beta: float | None = None
+    shots: int | None = None
+
+    def __str__(self) -> str:
+        rows = [f"{self.estimator} gradient of {OBJECTIVES[self.objective]}"]
+        rows += [f"  {n}: {g:.6g} ± {s:.2g}" for n, g, s in
+                 zip(self.parameter_names, self.gradient, self.stderr, strict=True)]
+        return "\n".join(rows)
+
+    def as_dict(self) -> dict:
+        return dict(
+            gradient=dict(zip(self.parameter_names, map(float, self.gradient), strict=True)),
+            stderr=dict(zip(self.parameter_names, map(float, self.stderr), strict=True)),
+            preparations=int(self.preparations), objective=self.objective,
+            objective_formula=OBJECTIVES[self.objective], estimator=self.estimator,
+            nudge=self.nudge, beta=self.beta, shots=self.shots,
+        )
+
+
+def combine(results: Sequence[OscillatorGradient]) -> OscillatorGradient:
+    """Batch mean of per-sample estimates (stderr √Σse²/n, preparations summed)."""
+    if not results:
+        raise QepValueError("'results' must hold at least one gradient estimate")
+    n = len(results)
+    first = results[0]
+    return OscillatorGradient(
+        gradient=np.mean([r.gradient for r in results], axis=0),
+        stderr=np.sqrt(np.sum([r.stderr**2 for r in results], axis=0)) / n,
+        preparations=sum(r.preparations for r in results),
+        objective=first.objective, parameter_names=first.parameter_names,
+        estimator=first.estimator, nudge=first.nudge, beta=first.beta, shots=first.shots,
+    )
+
+
+# ---------------------------------------------------------------------- exact references
+def _target(net: OscillatorNetwork, y) -> np.ndarray:
+    arr = np.asarray(y, dtype=float).reshape(-1)
+    if arr.shape != (len(net.output_nodes),) or not np.all(np.isfinite(arr)):
+        raise QepValueError(f"'y' must hold {len(net.output_nodes)} finite values, not {arr.tolist()}")
+    return arr
+
+
+def objective_value(net: OscillatorNetwork, theta, x, y, objective: str) -> float:
+    """Exact value of ``objective`` ("mean-loss" or "cost-expectation") at (θ, x, y)."""
+    _check_choice(objective, OBJECTIVES, "objective")
+    y = _target(net, y)
+    state = net.ground_state(theta, x)
+    out = list(net.output_nodes)
+    value = float(np.sum((state.mean[out] - y) ** 2))
+    if objective == "cost-expectation":
+        value += float(np.sum(np.diag(state.covariance)[out]))
+    return value
+
+
+def exact_gradient(net: OscillatorNetwork, theta, x, y, objective: str) -> OscillatorGradient:
+    """Closed-form ∂(objective)/∂k_e.
+
+    Mean part (adjoint): with λ = K_ff⁻¹ ε, ε = 2(μ − y) on the outputs (0 elsewhere, 0 on
+    clamped nodes), ∂L/∂k_e = −(λ_i − λ_j)(μ_i − μ_j). Variance part (``cost-expectation``):
+    Σ = ½ S A^{-1/2} S with S = M^{-1/2}, A = S K_ff S; the derivative of A^{-1/2} along
+    E_e = S L_e S is U (F ∘ UᵀE_eU) Uᵀ with the Daleckii–Krein divided differences
+    F_ab = (w_a^{-1/2} − w_b^{-1/2})/(w_a − w_b), F_aa = −½ w_a^{-3/2}.
+    """
+    _check_choice(objective, OBJECTIVES, "objective")
+    y = _target(net, y)
+    theta = net.theta_vector(theta)
+    state = net.ground_state(theta, x)
+    K = net.stiffness(theta)
+    free, out = list(net.free_nodes), list(net.output_nodes)
+    Kff = K[np.ix_(free, free)]
+    eps = np.zeros(net.n_nodes)
+    eps[out] = 2.0 * (state.mean[out] - y)
+    lam = np.zeros(net.n_nodes)
+    lam[free] = np.linalg.solve(Kff, eps[free])
+    i, j = np.asarray(net.edges, dtype=int).reshape(-1, 2).T
+    grad = -(lam[i] - lam[j]) * (state.mean[i] - state.mean[j])
+    if objective == "cost-expectation":
+        s = 1.0 / np.sqrt(np.asarray(net.masses)[free])
+        w, U = np.linalg.eigh(s[:, None] * Kff * s[None, :])
+        f = w**-0.5
+        dw = w[:, None] - w[None, :]
+        same = np.abs(dw) <= 1e-12 * np.max(w)
+        F = np.where(same, -0.5 * w[:, None] ** -1.5, (f[:, None] - f[None, :]) / np.where(same, 1, dw))
+        weight = np.zeros(len(free))
+        weight[[free.index(o) for o in out]] = 1.0
+        G = U.T @ ((weight * s**2)[:, None] * U)  # Uᵀ S P_out S U
+        for e, L in enumerate(net.edge_matrices()):
+            E = s[:, None] * L[np.ix_(free, free)] * s[None, :]
+            grad[e] += 0.5 * float(np.sum(G * F * (U.T @ E @ U)))
+    return OscillatorGradient(
+        gradient=grad, stderr=np.zeros_like(grad), preparations=0, objective=objective,
+        parameter_names=net.parameter_names, estimator="exact",
+    )
+
+
+def _objective_from_shots(net, state, y, objective, shots, rng) -> tuple[float, float]:
+    """Objective estimated from ``shots`` position samples, with its standard error."""
+    r = state.sample_positions(shots, rng)[:, list(net.output_nodes)]
+    if objective == "cost-expectation":
+        per_shot = np.sum((r - y) ** 2, axis=1)
+        return float(per_shot.mean()), float(per_shot.std(ddof=1) / np.sqrt(shots))
+    mean = r.mean(axis=0)
+    se = r.std(axis=0, ddof=1) / np.sqrt(shots)
+    return float(np.sum((mean - y) ** 2)), float(np.sqrt(np.sum((2 * (mean - y) * se) ** 2)))
+
+
+def finite_difference_gradient(
+    net: OscillatorNetwork, theta, x, y, objective: str, *, step: float,
+    shots: int | None = None, rng: np.random.Generator | None = None,
+) -> OscillatorGradient:
+    """Central finite differences [O(k_e + h) − O(k_e − h)]/(2h) of ``objective``.
+
+    With ``shots``, each of the 2P phases estimates the objective from M shots (mean-loss from the
+    sample means, cost-expectation from per-shot costs): 2PM preparations.
+    """
+    _check_choice(objective, OBJECTIVES, "objective")
+    step = _check_positive(step, "step")
+    shots = _check_shots(shots)
+    y = _target(net, y)
+    theta = net.theta_vector(theta)
+    if shots is not None and rng is None:
+        raise QepValueError("'rng' (a numpy Generator) is required when 'shots' is given")
+    grad, se = np.zeros(theta.size), np.zeros(theta.size)
+    for e in range(theta.size):
+        values, errors = [], []
+        for sign in (1.0, -1.0):
+            th = theta.copy()
+            th[e] += sign * step
+            if shots is None:
+                values.append(objective_value(net, th, x, y, objective))
+                errors.append(0.0)
+            else:
+                v, s = _objective_from_shots(net, net.ground_state(th, x), y, objective, shots, rng)
+                values.append(v)
+                errors.append(s)
+        grad[e] = (values[0] - values[1]) / (2 * step)
+        se[e] = np.hypot(*errors) / (2 * step)
+    return OscillatorGradient(
+        gradient=grad, stderr=se, preparations=0 if shots is None else 2 * theta.size * shots,
+        objective=objective, parameter_names=net.parameter_names, estimator="finite-difference",
+        beta=step, shots=shots,
+    )
+
+
+# ---------------------------------------------------------------------- QEP estimators
+def qep_gradient(
+    net: OscillatorNetwork, theta, x, y, *, nudge: str, estimator: str, beta: float,
+    shots: int | None = None, rng: np.random.Generator | None = None,
+) -> OscillatorGradient:
+    """QEP estimate of the gradient of the objective that ``nudge`` differentiates.
+
+    ``nudge="error-signal"``: phases H + β Σ ε_ℓ r_ℓ with ε = 2(⟨r_out⟩ − y) taken from the free
+    phase (exact, or the free-phase shot means). ``nudge="cost-operator"``: phases H + β C.
+    ``estimator="one-sided"``: (h(β) − h(0))/β; ``"symmetric"``: (h(β) − h(−β))/(2β), where
+    h = ⟨∂H/∂k⟩ (exact, or per-shot ½(r_i − r_j)² averaged over M shots).
+    """
+    _check_choice(nudge, NUDGE_OBJECTIVE, "nudge")
+    _check_choice(estimator, ESTIMATORS, "estimator")
+    beta = _check_positive(beta, "beta")
+    shots = _check_shots(shots)
+    if shots is not None and rng is None:
+        raise QepValueError("'rng' (a numpy Generator) is required when 'shots' is given")
+    y = _target(net, y)
+    theta = net.theta_vector(theta)
+    out = list(net.output_nodes)
+    preparations = 0
+
+    def measure(state) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(h, stderr of h, output means) from the state, exactly or from shots."""
+        nonlocal preparations
+        if shots is None:
+            return state.pair_expectations(net.edges), np.zeros(len(net.edges)), state.mean[out]
+        preparations += shots
+        r = state.sample_positions(shots, rng)
+        d = net.derivative_samples(r)
+        return d.mean(0), d.std(0, ddof=1) / np.sqrt(shots), r[:, out].mean(0)
+
+    free_needed = estimator == "one-sided" or nudge == "error-signal"
+    h0 = se0 = None
+    if free_needed:
+        h0, se0, mu_out = measure(net.ground_state(theta, x))
+    if nudge == "error-signal":
+        eps = 2.0 * (mu_out - y)
+
+        def nudge_for(b: float) -> OutputNudge:
+            return OutputNudge.linear(b * eps)
+    else:
+
+        def nudge_for(b: float) -> OutputNudge:
+            return OutputNudge.cost(b, y)
+
+    hp, sep, _ = measure(net.ground_state(theta, x, nudge_for(beta)))
+    if estimator == "one-sided":
+        grad, se = (hp - h0) / beta, np.hypot(sep, se0) / beta
+    else:
+        hm, sem, _ = measure(net.ground_state(theta, x, nudge_for(-beta)))
+        grad, se = (hp - hm) / (2 * beta), np.hypot(sep, sem) / (2 * beta)
+    return OscillatorGradient(
+        gradient=grad, stderr=se, preparations=preparations, objective=NUDGE_OBJECTIVE[nudge],
+        parameter_names=net.parameter_names, estimator=estimator, nudge=nudge, beta=beta,
+        shots=shots,
+    )
+
+
+# ---------------------------------------------------------------------- regression (protocol 5)
+@dataclass(frozen=True, kw_only=True, eq=False)
+class RegressionTask:
+    """Learn ⟨r_out⟩ = T x̄ with x̄ = (inputs, anchor positions); ``target_map`` is T."""
+
+    network: OscillatorNetwork
+    target_map: np.ndarray
+    xs_train: np.ndarray
+    ys_train: np.ndarray
+    xs_test: np.ndarray
+    ys_test: np.ndarray
+
+    @property
+    def target_inside_hull(self) -> bool:
+        """Rows ≥ 0 summing to 1: reachable in principle by k ≥ 0 (convex combinations)."""
+        t = self.target_map
+        return bool(np.all(t >= 0) and np.allclose(t.sum(axis=1), 1.0))
+
+
+def make_regression_task(
+    *, n_inputs: int, n_outputs: int, n_hidden: int, anchor_positions: Sequence[float],
+    n_train: int, n_test: int, input_low: float, input_high: float,
+    target_map: Sequence[Sequence[float]] | None, rng: np.random.Generator,
+) -> RegressionTask:
+    """A :func:`layered_network` and a linear target map with its data sets.
+
+    Without ``target_map``, each output row is drawn from a flat Dirichlet over the clamped nodes
+    (inputs and anchors), so the target lies inside the convex hull reachable with k ≥ 0.
+    """
+    net = layered_network(n_inputs, n_outputs, n_hidden=n_hidden, anchor_positions=anchor_positions)
+    n_c = len(net.clamped_nodes)
+    if target_map is None:
+        T = rng.dirichlet(np.ones(n_c), size=n_outputs)
+    else:
+        T = np.asarray(target_map, dtype=float)
+        if T.shape != (n_outputs, n_c) or not np.all(np.isfinite(T)):
+            raise QepValueError(
+                f"'task.target_map' must be a finite {n_outputs}×{n_c} matrix (outputs × "
+                f"inputs+anchors), not shape {T.shape}"
+            )
+    for name, n in (("task.n_train", n_train), ("task.n_test", n_test)):
+        if not isinstance(n, int) or n < 1:
+            raise QepValueError(f"'{name}' must be an integer ≥ 1, not {n!r}")
+    if not input_low < input_high:
+        raise QepValueError(f"'task.input_low' must be < 'task.input_high', not {input_low}")
+    anchors = np.asarray(net.anchor_positions)
+
+    def data(n: int) -> tuple[np.ndarray, np.ndarray]:
+        xs = rng.uniform(input_low, input_high, (n, n_inputs))
+        xbar = np.hstack([xs, np.tile(anchors, (n, 1))])
+        return xs, xbar @ T.T
+
+    xs_train, ys_train = data(n_train)
+    xs_test, ys_test = data(n_test)
+    return RegressionTask(network=net, target_map=T, xs_train=xs_train, ys_train=ys_train,
+                          xs_test=xs_test, ys_test=ys_test)
+
+
+def mean_loss_and_gradient(net: OscillatorNetwork, theta, xs, ys) -> tuple[float, np.ndarray]:
+    """Exact data-set mean of L = Σ_ℓ (μ_ℓ − y_ℓ)² and its gradient (adjoint, vectorised)."""
+    theta = net.theta_vector(theta)
+    K = net.stiffness(theta)
+    free, clamped, out = list(net.free_nodes), list(net.clamped_nodes), list(net.output_nodes)
+    xs, ys = np.atleast_2d(xs), np.atleast_2d(ys)
+    n = xs.shape[0]
+    mean = np.zeros((net.n_nodes, n))
+    mean[clamped] = np.vstack([xs.T, np.tile(np.asarray(net.anchor_positions)[:, None], (1, n))])
+    Kff = K[np.ix_(free, free)]
+    mean[free] = -np.linalg.solve(Kff, K[np.ix_(free, clamped)] @ mean[clamped])
+    resid = mean[out] - ys.T
+    eps = np.zeros_like(mean)
+    eps[out] = 2.0 * resid
+    lam = np.zeros_like(mean)
+    lam[free] = np.linalg.solve(Kff, eps[free])
+    i, j = np.asarray(net.edges, dtype=int).reshape(-1, 2).T
+    grad = -np.mean((lam[i] - lam[j]) * (mean[i] - mean[j]), axis=1)
+    return float(np.mean(np.sum(resid**2, axis=0))), grad
+
+
+def optimum_mean_loss(
+    net: OscillatorNetwork, xs, ys, *, k_min: float, k_max: float | None,
+    restarts: int, rng: np.random.Generator, starts: Sequence[np.ndarray] = (),
+) -> tuple[np.ndarray, float]:
+    """Analytic optimum of the constrained problem min_{k_min ≤ k ≤ k_max} mean L(⟨r_out⟩).
+
+    L-BFGS-B on the exact loss and gradient, from ``restarts`` log-uniform random starts plus the
+    given ``starts``; returns the best (θ*, loss*). A local method: the restarts guard against
+    local minima but do not prove global optimality.
+    """
+    bounds = [(k_min, k_max)] * net.n_parameters
+    hi = k_max if k_max is not None else 10.0
+    candidates = [np.clip(np.asarray(s, float), k_min, k_max) for s in starts]
+    candidates += [np.exp(rng.uniform(np.log(max(k_min, 1e-3)), np.log(hi), net.n_parameters))
+                   for _ in range(restarts)]
+    best_theta, best = None, np.inf
+    for start in candidates:
+        res = minimize(lambda th: mean_loss_and_gradient(net, th, xs, ys), start, jac=True,
+                       method="L-BFGS-B", bounds=bounds,
+                       options=dict(maxiter=20_000, ftol=1e-15, gtol=1e-12))
+        if res.fun < best:
+            best_theta, best = res.x, float(res.fun)
+    return best_theta, best
+
+
+class _LocalAdam:
+    """Adam (Kingma & Ba) with the interface of the project's optimizers: ``step(θ, g) -> θ``."""
+
+    def __init__(self, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+        self.lr, self.betas, self.eps = lr, betas, eps
+        self._m = self._v = None
+        self._t = 0
+
+    def step(self, theta: np.ndarray, grad: np.ndarray) -> np.ndarray:
+        b1, b2 = self.betas
+        if self._m is None:
+            self._m, self._v = np.zeros_like(theta), np.zeros_like(theta)
+        self._t += 1
+        self._m = b1 * self._m + (1 - b1) * grad
+        self._v = b2 * self._v + (1 - b2) * grad**2
+        m_hat, v_hat = self._m / (1 - b1**self._t), self._v / (1 - b2**self._t)
+        return theta - self.lr * m_hat / (np.sqrt(v_hat) + self.eps)
+
+
+class _LocalSGD:
+    """Plain gradient descent θ ← θ − lr g."""
+
+    def __init__(self, lr: float):
+        self.lr = lr
+
+    def step(self, theta: np.ndarray, grad: np.ndarray) -> np.ndarray:
+        return theta - self.lr * grad
+
+
+def _optimizer(name: str, lr: float, betas: tuple[float, float]):
+    _check_choice(name, ("adam", "sgd"), "training.optimizer")
+    return _LocalAdam(lr, betas) if name == "adam" else _LocalSGD(lr)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RegressionTraining:
+    """Hyperparameters of :func:`train_regression`, stored as given.
+
+    Each step draws ``batch_size`` training samples, estimates each sample's gradient with
+    :func:`qep_gradient` (``shots=None``: ideal exact expectations) and applies the local rule
+    Δk = −η ĝ through the optimizer, then projects k onto [k_min, k_max].
+    """
+
+    estimator: str = "symmetric"
+    nudge: str = "error-signal"
+    beta: float = 1.0
+    shots: int | None = 100
+    optimizer: str = "adam"
+    learning_rate: float = 0.05
+    betas: tuple[float, float] = (0.9, 0.999)
+    steps: int = 300
+    batch_size: int = 8
+    k_min: float = 0.01
+    k_max: float | None = 100.0
+    init_low: float = 0.5
+    init_high: float = 1.5
+    eval_every: int = 10
+
+    def __post_init__(self) -> None:
+        _check_choice(self.estimator, ESTIMATORS, "training.estimator")
+        _check_choice(self.nudge, NUDGE_OBJECTIVE, "training.nudge")
+        _check_choice(self.optimizer, ("adam", "sgd"), "training.optimizer")
+        _check_shots(self.shots)
+        for name in ("beta", "learning_rate", "k_min", "init_high"):
+            _check_positive(getattr(self, name), f"training.{name}")
+        for name in ("steps", "batch_size", "eval_every"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise QepValueError(f"'training.{name}' must be an integer ≥ 1, not {v!r}")
+        if self.k_max is not None and not self.k_max > self.k_min:
+            raise QepValueError(f"'training.k_max' must be > k_min = {self.k_min}, not {self.k_max}")
+        if not 0 <= self.init_low < self.init_high:
+            raise QepValueError(
+                f"'training.init_low' must be in [0, init_high = {self.init_high}), not {self.init_low}"
+            )
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class RegressionResult:
+    """Learned springs ``theta_`` and ``history_`` (lists keyed by metric, one entry per evaluation)."""
+
+    theta_: np.ndarray
+    history_: dict[str, list]
+    preparations_: int
+
+
+def _dataset_objective(net, theta, xs, ys, objective: str) -> float:
+    loss, _ = mean_loss_and_gradient(net, theta, xs, ys)
+    if objective == "cost-expectation":  # output variances do not depend on x
+        state = net.ground_state(theta, xs[0])
+        loss += float(np.sum(np.diag(state.covariance)[list(net.output_nodes)]))
+    return loss
+
+
+def train_regression(task: RegressionTask, training: RegressionTraining, *, seed: int
+                     ) -> RegressionResult:
+    """Train the springs by QEP on ``task`` (seeded: init, batches and shots share one Generator).
+
+    History (at step 0, every ``eval_every`` steps and at the end): ``step``, exact
+    ``train_mean_loss`` / ``test_mean_loss`` (evaluation metrics, not measured),
+    ``train_objective`` (the objective the nudge differentiates) and cumulative ``preparations``.
+    """
+    rng = np.random.default_rng(seed)
+    net, tr = task.network, training
+    theta = rng.uniform(max(tr.init_low, tr.k_min), tr.init_high, net.n_parameters)
+    opt = _optimizer(tr.optimizer, tr.learning_rate, tuple(tr.betas))
+    objective = NUDGE_OBJECTIVE[tr.nudge]
+    history: dict[str, list] = {k: [] for k in ("step", "train_mean_loss", "test_mean_loss",
+                                                 "train_objective", "preparations")}
+    preparations = 0
+
+    def record(step: int) -> None:
+        history["step"].append(step)
+        history["train_mean_loss"].append(mean_loss_and_gradient(net, theta, task.xs_train,
+                                                                  task.ys_train)[0])
+        history["test_mean_loss"].append(mean_loss_and_gradient(net, theta, task.xs_test,
+                                                                 task.ys_test)[0])
+        history["train_objective"].append(_dataset_objective(net, theta, task.xs_train,
+                                                             task.ys_train, objective))
+        history["preparations"].append(preparations)
+
+    record(0)
+    n_train = task.xs_train.shape[0]
+    for step in range(1, tr.steps + 1):
+        batch = rng.choice(n_train, size=min(tr.batch_size, n_train), replace=False)
+        grad = combine([
+            qep_gradient(net, theta, task.xs_train[b], task.ys_train[b], nudge=tr.nudge,
+                         estimator=tr.estimator, beta=tr.beta, shots=tr.shots, rng=rng)
+            for b in batch
+        ])
+        preparations += grad.preparations
+        theta = np.clip(opt.step(theta, grad.gradient), tr.k_min, tr.k_max)
+        if step % tr.eval_every == 0 or step == tr.steps:
+            record(step)
+    return RegressionResult(theta_=theta, history_=history, preparations_=preparations)
+
+
+# ---------------------------------------------------------------------- protocol 5 entry point
+_SCHEMA: dict[str, dict[str, tuple[type, object]]] = {
+    "network": dict(n_inputs=(int, 3), n_outputs=(int, 2), n_hidden=(int, 1),
+                    anchor_positions=(list, [0.0])),
+    "task": dict(n_train=(int, 64), n_test=(int, 200), input_low=(float, -1.0),
+                 input_high=(float, 1.0), target_map=(list, None)),
+    "training": dict(estimator=(str, "symmetric"), nudge=(str, "error-signal"), beta=(float, 1.0),
+                     measurement=(str, "shots"), shots=(int, 100), optimizer=(str, "adam"),
+                     learning_rate=(float, 0.05), betas=(list, [0.9, 0.999]), steps=(int, 300),
+                     batch_size=(int, 8), k_min=(float, 0.01), k_max=(float, 100.0),
+                     init_low=(float, 0.5), init_high=(float, 1.5), eval_every=(int, 10)),
+    "optimum": dict(restarts=(int, 4)),
+}
+
+
+def _validated(config: Mapping) -> dict:
+    """Defaults filled in; unknown keys and wrong types raise QepValueError naming the key."""
+    unknown = set(config) - set(_SCHEMA) - {"protocol", "description"}
+    if unknown:
+        raise QepValueError(f"unknown key(s) {sorted(unknown)} in the oscillator protocol; "
+                            f"allowed {sorted(_SCHEMA) + ['description', 'protocol']}")
+    out: dict = {}
+    for section, spec in _SCHEMA.items():
+        given = config.get(section, {})
+        if not isinstance(given, Mapping):
+            raise QepValueError(f"'{section}' must be a table, not {type(given).__name__}")
+        bad = set(given) - set(spec)
+        if bad:
+            raise QepValueError(f"unknown key(s) {sorted(bad)} in [{section}]; allowed {sorted(spec)}")
+        out[section] = {}
+        for key, (kind, default) in spec.items():
+            value = given.get(key, default)
+            ok = value is None and default is None
+            ok = ok or (isinstance(value, kind) and not isinstance(value, bool))
+            ok = ok or (kind is float and isinstance(value, int) and not isinstance(value, bool))
+            if not ok:
+                raise QepValueError(f"'{section}.{key}' must be of type {kind.__name__}, "
+                                    f"not {type(value).__name__} ({value!r})")
+            out[section][key] = float(value) if kind is float else value
+    _check_choice(out["training"]["measurement"], ("shots", "ideal"), "training.measurement")
+    if len(out["training"]["betas"]) != 2:
+        raise QepValueError(f"'training.betas' must hold 2 numbers, not {out['training']['betas']}")
+    if not isinstance(out["optimum"]["restarts"], int) or out["optimum"]["restarts"] < 0:
+        raise QepValueError(f"'optimum.restarts' must be ≥ 0, not {out['optimum']['restarts']}")
+    return out
+
+
+def run_oscillator_protocol(config: Mapping, seed: int) -> dict:
+    """Protocol 5: train an oscillator network on a linear map and compare with the optimum.
+
+    ``config`` is the parsed TOML (sections network, task, training, optimum; see
+    ``protocols/oscillator_regression.toml``). Returns a JSON-serialisable dict with the
+    ``history``, the ``final`` and ``optimum`` mean losses (train/test) and maps, the learned
+    ``parameters`` and ``preparations``. The optimum is that of the constrained problem
+    k ∈ [k_min, k_max] on the exact mean loss (see :func:`optimum_mean_loss`).
+    """
+    cfg = _validated(config)
+    net_cfg, task_cfg, tr_cfg = cfg["network"], cfg["task"], cfg["training"]
+    rng = np.random.default_rng(seed)
+    task = make_regression_task(**net_cfg, **task_cfg, rng=rng)
+    net = task.network
+    training = RegressionTraining(
+        **{k: v for k, v in tr_cfg.items() if k not in ("measurement", "shots", "betas")},
+        shots=tr_cfg["shots"] if tr_cfg["measurement"] == "shots" else None,
+        betas=tuple(tr_cfg["betas"]),
+    )
+    result = train_regression(task, training, seed=int(rng.integers(2**63)))
+    theta_opt, loss_opt = optimum_mean_loss(
+        net, task.xs_train, task.ys_train, k_min=training.k_min, k_max=training.k_max,
+        restarts=cfg["optimum"]["restarts"], rng=rng, starts=[result.theta_],
+    )
+
+    def summary(theta) -> dict:
+        T = net.output_map(theta)
+        return dict(
+            train_mean_loss=mean_loss_and_gradient(net, theta, task.xs_train, task.ys_train)[0],
+            test_mean_loss=mean_loss_and_gradient(net, theta, task.xs_test, task.ys_test)[0],
+            map=T.tolist(), map_error=float(np.linalg.norm(T - task.target_map)),
+            parameters=dict(zip(net.parameter_names, map(float, theta), strict=True)),
+        )
+
+    final, optimum = summary(result.theta_), summary(theta_opt)
+    xbar_test = np.hstack([task.xs_test, np.tile(net.anchor_positions, (len(task.xs_test), 1))])
+    return dict(
+        protocol="oscillator_regression", seed=int(seed), config=cfg,
+        objective=NUDGE_OBJECTIVE[training.nudge], optimizer="local Adam/SGD (learning/oscillator.py)",
+        parameter_names=list(net.parameter_names), target_map=task.target_map.tolist(),
+        target_inside_hull=task.target_inside_hull, history=result.history_,
+        final=final, optimum=optimum, parameters=final["parameters"],
+        final_error=final["train_mean_loss"], optimum_error=optimum["train_mean_loss"],
+        excess_error=final["train_mean_loss"] - loss_opt, preparations=result.preparations_,
+        test_predictions=dict(targets=task.ys_test.tolist(),
+                              predictions=(xbar_test @ net.output_map(result.theta_).T).tolist()),
+    )
