@@ -427,7 +427,8 @@ class RegressionTraining:
 
     Each step draws ``batch_size`` training samples, estimates each sample's gradient with
     :func:`qep_gradient` (``shots=None``: ideal exact expectations) and applies the local rule
-    Δk = −η ĝ through the optimizer, then projects k onto [k_min, k_max].
+    Δk = −η ĝ through the optimizer, then projects k onto [k_min, k_max]. The learning rate decays
+    geometrically from ``learning_rate`` to ``final_learning_rate`` (averages out shot noise).
     """
 
     estimator: str = "symmetric"
@@ -436,6 +437,7 @@ class RegressionTraining:
     shots: int | None = 100
     optimizer: str = "adam"
     learning_rate: float = 0.05
+    final_learning_rate: float = 0.001
     betas: tuple[float, float] = (0.9, 0.999)
     steps: int = 300
     batch_size: int = 8
@@ -450,7 +452,7 @@ class RegressionTraining:
         _check_choice(self.nudge, NUDGE_OBJECTIVE, "training.nudge")
         _check_choice(self.optimizer, ("adam", "sgd"), "training.optimizer")
         _check_shots(self.shots)
-        for name in ("beta", "learning_rate", "k_min", "init_high"):
+        for name in ("beta", "learning_rate", "final_learning_rate", "k_min", "init_high"):
             _check_positive(getattr(self, name), f"training.{name}")
         for name in ("steps", "batch_size", "eval_every"):
             v = getattr(self, name)
@@ -494,6 +496,7 @@ def train_regression(task: RegressionTask, training: RegressionTraining, *, seed
     theta = rng.uniform(max(tr.init_low, tr.k_min), tr.init_high, net.n_parameters)
     opt = _optimizer(tr.optimizer, tr.learning_rate, tuple(tr.betas))
     objective = NUDGE_OBJECTIVE[tr.nudge]
+    decay = tr.final_learning_rate / tr.learning_rate
     history: dict[str, list] = {k: [] for k in ("step", "train_mean_loss", "test_mean_loss",
                                                  "train_objective", "preparations")}
     preparations = 0
@@ -518,6 +521,7 @@ def train_regression(task: RegressionTask, training: RegressionTraining, *, seed
             for b in batch
         ])
         preparations += grad.preparations
+        opt.lr = tr.learning_rate * decay ** ((step - 1) / max(tr.steps - 1, 1))
         theta = np.clip(opt.step(theta, grad.gradient), tr.k_min, tr.k_max)
         if step % tr.eval_every == 0 or step == tr.steps:
             record(step)
@@ -532,7 +536,7 @@ _SCHEMA: dict[str, dict[str, tuple[type, object]]] = {
                  input_high=(float, 1.0), target_map=(list, None)),
     "training": dict(estimator=(str, "symmetric"), nudge=(str, "error-signal"), beta=(float, 1.0),
                      measurement=(str, "shots"), shots=(int, 100), optimizer=(str, "adam"),
-                     learning_rate=(float, 0.05), betas=(list, [0.9, 0.999]), steps=(int, 300),
+                     learning_rate=(float, 0.05), final_learning_rate=(float, 0.001), betas=(list, [0.9, 0.999]), steps=(int, 300),
                      batch_size=(int, 8), k_min=(float, 0.01), k_max=(float, 100.0),
                      init_low=(float, 0.5), init_high=(float, 1.5), eval_every=(int, 10)),
     "optimum": dict(restarts=(int, 4)),

@@ -1,0 +1,146 @@
+"""The trainer: QEP gradient estimates over mini-batches and a local optimiser step.
+
+Randomness: the batch drawn at step s and the shot noise of its gradient come from
+``numpy.random.default_rng([seed, s])`` and ``SeedSequence([seed, s])``, so a run resumed at
+step s from a checkpoint (θ, optimiser state, history) continues exactly as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from qep_analog.equilibrium.base import EquilibriumBackend
+from qep_analog.errors import QepValueError
+from qep_analog.executor import Executor
+from qep_analog.learning.gradient import GradientConfig, estimate_gradient
+from qep_analog.learning.optimizers import SGD, Adam
+from qep_analog.models.hamiltonian import Hamiltonian
+
+METRICS = ("argmax", "sign", "none")
+
+
+def evaluate(hamiltonian: Hamiltonian, backend: EquilibriumBackend, theta, inputs, targets,
+             config: GradientConfig, metric: str = "argmax") -> dict:
+    """Exact test metrics of the free equilibrium state (no shot noise).
+
+    * ``loss``: the objective of ``config`` averaged over samples;
+    * ``accuracy`` (``argmax``): the max-choice accuracy, argmax⟨O_ℓ⟩ = argmax t_ℓ;
+      ``single_shot_accuracy``: the mean of ⟨O_correct⟩ — the probability that one shot of
+      projector outputs names the right class;
+    * ``accuracy`` (``sign``): sign⟨O_ℓ⟩ = sign t_ℓ for ±1 outputs such as Z.
+    """
+    if metric not in METRICS:
+        raise QepValueError(f"'metric' must be one of {METRICS}, not {metric!r}")
+    obj = config.objective
+    inputs = np.atleast_2d(np.asarray(inputs, dtype=float)) if hamiltonian.input_names else None
+    targets = np.atleast_2d(np.asarray(targets, dtype=float))
+    losses, outputs = [], []
+    for i, t in enumerate(targets):
+        x = hamiltonian.input_vector(inputs[i] if inputs is not None else None)
+        state = backend.prepare(hamiltonian, theta, x)
+        outputs.append(hamiltonian.output_expectations(state.state))
+        losses.append(obj.exact_value(hamiltonian, state.state, obj.check_targets(hamiltonian, t)))
+    outputs = np.array(outputs)
+    result = {"loss": float(np.mean(losses))}
+    if metric == "argmax":
+        result["accuracy"] = float(np.mean(np.argmax(outputs, axis=1) == np.argmax(targets, axis=1)))
+        result["single_shot_accuracy"] = float(np.mean(outputs[np.arange(len(targets)), np.argmax(targets, axis=1)]))
+    elif metric == "sign":
+        result["accuracy"] = float(np.mean(np.all(np.sign(outputs) == np.sign(targets), axis=1)))
+    return result
+
+
+class QEPTrainer:
+    """Train θ of ``hamiltonian`` with QEP gradients.
+
+    Hyperparameters are stored as given; learned values end in ``_`` (``theta_``, ``history_``).
+    ``fit`` returns ``self``. Example::
+
+        trainer = QEPTrainer(hamiltonian=h, backend=get_backend("exact"),
+                             gradient=GradientConfig(estimator="symmetric", beta=0.1),
+                             optimizer=Adam(learning_rate=0.01), batch_size=10, n_steps=200, seed=1)
+        trainer.fit(x_train, t_train, test_inputs=x_test, test_targets=t_test)
+    """
+
+    def __init__(self, *, hamiltonian: Hamiltonian, backend: EquilibriumBackend, gradient: GradientConfig,
+                 optimizer: SGD | Adam, batch_size: int = 10, n_steps: int = 100, seed: int = 0,
+                 eval_every: int = 10, theta0=None, init_scale: float = 0.1,
+                 bounds: tuple[float, float] | None = None, metric: str = "argmax",
+                 executor: Executor | None = None, progress: bool = False,
+                 callback: Callable[[QEPTrainer, dict], None] | None = None):
+        if batch_size < 1 or n_steps < 0 or eval_every < 1:
+            raise QepValueError("'batch_size' and 'eval_every' must be ≥ 1 and 'n_steps' ≥ 0, "
+                                f"not {batch_size}, {eval_every}, {n_steps}")
+        if bounds is not None and not bounds[0] < bounds[1]:
+            raise QepValueError(f"'bounds' must be (low, high) with low < high, not {bounds}")
+        if metric not in METRICS:
+            raise QepValueError(f"'metric' must be one of {METRICS}, not {metric!r}")
+        self.hamiltonian, self.backend, self.gradient = hamiltonian, backend, gradient
+        self.optimizer, self.batch_size, self.n_steps, self.seed = optimizer, batch_size, n_steps, seed
+        self.eval_every, self.theta0, self.init_scale, self.bounds = eval_every, theta0, init_scale, bounds
+        self.metric, self.executor, self.progress, self.callback = metric, executor, progress, callback
+        self.theta_: np.ndarray | None = None
+        self.history_: list[dict] = []
+        self.step_: int = 0
+
+    def initial_theta(self) -> np.ndarray:
+        if self.theta0 is not None:
+            return self.hamiltonian.theta_vector(self.theta0)
+        rng = np.random.default_rng([self.seed, 2**31 - 1])
+        return self.init_scale * rng.standard_normal(len(self.hamiltonian.parameter_names))
+
+    def fit(self, inputs, targets, *, test_inputs=None, test_targets=None) -> QEPTrainer:
+        targets = np.atleast_2d(np.asarray(targets, dtype=float))
+        inputs = None if inputs is None else np.atleast_2d(np.asarray(inputs, dtype=float))
+        n = len(targets)
+        if n < 1:
+            raise QepValueError("the training set is empty")
+        if self.theta_ is None:
+            self.theta_ = self.initial_theta()
+        bar = None
+        if self.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=self.n_steps, initial=self.step_, desc="QEP training", unit="batch")
+        while self.step_ < self.n_steps:
+            step = self.step_
+            rng = np.random.default_rng([self.seed, step])
+            batch = rng.choice(n, size=min(self.batch_size, n), replace=False)
+            est = estimate_gradient(self.hamiltonian, self.backend, self.theta_,
+                                    None if inputs is None else inputs[batch], targets[batch],
+                                    self.gradient, seed=np.random.SeedSequence([self.seed, step]),
+                                    executor=self.executor)
+            theta = self.optimizer.step(self.theta_, est.gradient)
+            if self.bounds is not None:
+                theta = np.clip(theta, *self.bounds)
+            self.theta_ = theta
+            self.step_ = step + 1
+            record = {"step": self.step_, "batch_loss": est.loss, "grad_norm": float(np.linalg.norm(est.gradient)),
+                      "preparations": est.preparations, "crossings": len(est.crossings),
+                      "dropped": est.samples_dropped}
+            if test_targets is not None and (self.step_ % self.eval_every == 0 or self.step_ == self.n_steps):
+                record.update({f"test_{k}": v for k, v in evaluate(
+                    self.hamiltonian, self.backend, self.theta_, test_inputs, test_targets,
+                    self.gradient, self.metric).items()})
+            self.history_.append(record)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix({k: f"{record[k]:.3f}" for k in ("batch_loss", "test_accuracy") if k in record})
+            if self.callback is not None:
+                self.callback(self, record)
+        if bar is not None:
+            bar.close()
+        return self
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict:
+        return {"step_": self.step_, "theta_": None if self.theta_ is None else self.theta_.tolist(),
+                "history_": self.history_, "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step_ = int(state["step_"])
+        self.theta_ = None if state["theta_"] is None else np.asarray(state["theta_"], dtype=float)
+        self.history_ = list(state["history_"])
+        self.optimizer.load_state_dict(state["optimizer"])
