@@ -16,6 +16,7 @@ from qep_analog.errors import QepError
 
 # Modules providing ``register(subparsers)``; one line per subcommand family.
 SUBCOMMAND_MODULES: list[str] = [
+    "qep_analog.learning.cli",
 ]
 
 
@@ -41,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     except QepError as exc:
         print(f"qep-analog: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. piped into `head`
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("qep-analog: interrupted", file=sys.stderr)
         return 130
