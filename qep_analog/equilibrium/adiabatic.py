@@ -1,0 +1,202 @@
+"""The "adiabatic" backend: prepare the ground state of a Rydberg model by a smooth pulser ramp.
+
+H(θ, x) = Σ (Ω/2)(cos φ X_i + sin φ Y_i) − Σ δ_i n_i + Σ C6/r_ij⁶ n_i n_j (pulser's convention,
+see :mod:`qep_analog.device.rydberg`). From |g…g⟩ every control follows s(t) = ½(1 − cos πt/T)
+from Ω = 0, δ_i = δ₀ < 0 to the target (:mod:`qep_analog.device.sequences`). The nudge, a diagonal
+Σ c_ℓ n_ℓ (or Σ c_ℓ Z_ℓ = Σ c_ℓ(1 − 2n_ℓ)) already multiplied by β, becomes a local detuning
+change δ_ℓ → δ_ℓ − c_ℓ, ramped with the same shape (or switched as a step for comparison).
+
+Emulation: pulser-simulation's ``QutipBackendV2`` with ``QutipConfig`` (solver tolerances set
+explicitly, optional ``NoiseModel``, optional channel modulation; shot-to-shot noise requires an
+explicit ``n_trajectories``), or the project's fast emulators (``emulator="krylov"|"subspace"``).
+The prepared state is converted to the package basis (our vector = pulser vector[::-1]).
+``info`` holds the fidelity to the exact ground state, the energy above it, the gap, the
+sequence and its DMM plan.
+
+    backend = get_backend("adiabatic", model=model, duration_ns=3000)
+"""
+
+from __future__ import annotations
+
+
+import numpy as np
+import scipy.linalg
+
+from qep_analog.device.rydberg import RydbergModel
+from qep_analog.device.sequences import RampSpec, model_sequence
+from qep_analog.equilibrium.base import EquilibriumState, register_backend
+from qep_analog.errors import QepValueError
+from qep_analog.models.hamiltonian import Hamiltonian
+from qep_analog.models.pauli import PauliSum
+
+EMULATORS = ("pulser", "krylov", "subspace")
+_STOCHASTIC = ("amp_sigma", "detuning_sigma", "temperature", "state_prep_error", "dmm_sigma")
+
+
+def nudge_to_detunings(nudge: PauliSum | None, n_atoms: int) -> np.ndarray:
+    """Per-atom detuning changes for a diagonal one-body nudge: c n_ℓ → −c, c Z_ℓ → +2c.
+
+    Constants are dropped (they shift energies only); anything else raises: a Rydberg array
+    realises a nudge only as local detunings.
+    """
+    change = np.zeros(n_atoms)
+    if nudge is None:
+        return change
+    for c, p in nudge.terms:
+        if len(p.factors) != 1 or p.factors[0][1] not in ("n", "Z"):
+            raise QepValueError(f"nudge term {c:+g} {p} is not a one-body n or Z term: a Rydberg array "
+                                f"realises nudges only as local detunings on the output atoms")
+        q, letter = p.factors[0]
+        if q >= n_atoms:
+            raise QepValueError(f"nudge term {p} acts on atom {q} of a {n_atoms}-atom register")
+        change[q] += -c if letter == "n" else 2.0 * c
+    return change
+
+
+def _pulser_noise_is_stochastic(noise_model) -> bool:
+    if noise_model is None:
+        return False
+    return any(float(getattr(noise_model, name, 0.0) or 0.0) != 0.0 for name in _STOCHASTIC)
+
+
+def emulate_pulser(sequence, *, noise_model=None, n_trajectories: int | None = None,
+                   with_modulation: bool = False, atol: float = 1e-10, rtol: float = 1e-8,
+                   nsteps: int = 200_000) -> np.ndarray:
+    """Final state of ``sequence`` from pulser's QutipBackendV2, in the package basis.
+
+    A ket for noiseless runs, a density matrix with noise. Solver options go to qutip explicitly
+    (pulser 1.9's QutipBackendV2 has no public field for them; we set its qutip options dict).
+    """
+    from pulser.backend import StateResult
+    from pulser_simulation import QutipBackendV2, QutipConfig
+
+    if _pulser_noise_is_stochastic(noise_model) and not n_trajectories:
+        raise QepValueError("the noise model has shot-to-shot noise (amplitude, Doppler, detuning, SPAM "
+                            "preparation): set 'n_trajectories' explicitly, or one trajectory runs silently")
+    options = dict(observables=[StateResult(evaluation_times=[1.0])], with_modulation=with_modulation)
+    if noise_model is not None:
+        options["noise_model"] = noise_model
+    if n_trajectories:
+        options["n_trajectories"] = int(n_trajectories)
+    config = QutipConfig(**options)
+    backend = QutipBackendV2(sequence, config=config)
+    backend._qutip_options.update(atol=atol, rtol=rtol, nsteps=nsteps)
+    result = backend.run()
+    data = result.final_state.to_qobj().full()
+    if data.shape[1] == 1:
+        return data[::-1, 0].copy()
+    return data[::-1, ::-1].copy()
+
+
+class AdiabaticBackend:
+    """Prepare H(θ, x) + nudge of a :class:`RydbergModel` by a smooth ramp, emulated (see module)."""
+
+    name = "adiabatic"
+
+    def __init__(self, *, model: RydbergModel, duration_ns: int = 3000, start_detuning: float = -20.0,
+                 shape: str = "cosine", nudge_switch: str | float = "ramped", emulator: str = "pulser",
+                 noise_model=None, n_trajectories: int | None = None, with_modulation: bool = False,
+                 atol: float = 1e-10, rtol: float = 1e-8, nsteps: int = 200_000,
+                 compare_exact: bool = True, coupling_rtol: float = 1e-6):
+        if not isinstance(model, RydbergModel):
+            raise QepValueError(f"'model' must be a RydbergModel, not {type(model).__name__}")
+        if emulator not in EMULATORS:
+            raise QepValueError(f"'emulator' must be one of {EMULATORS}, not {emulator!r}")
+        self.model = model
+        self.ramp = RampSpec(duration_ns=int(duration_ns), start_detuning=float(start_detuning), shape=shape,
+                             nudge_switch=nudge_switch)
+        self.emulator = emulator
+        self.noise_model = noise_model
+        self.n_trajectories = n_trajectories
+        self.with_modulation = bool(with_modulation)
+        self.solver_options = dict(atol=float(atol), rtol=float(rtol), nsteps=int(nsteps))
+        self.compare_exact = bool(compare_exact)
+        self.coupling_rtol = float(coupling_rtol)
+        if _pulser_noise_is_stochastic(noise_model) and not n_trajectories:
+            raise QepValueError("the noise model has shot-to-shot noise: set 'n_trajectories' explicitly")
+        if emulator != "pulser" and (noise_model is not None or with_modulation):
+            raise QepValueError(f"emulator {emulator!r} supports neither noise nor modulation; use 'pulser'")
+        self._model_h = model.hamiltonian()
+
+    def with_model(self, model: RydbergModel) -> AdiabaticBackend:
+        new = object.__new__(AdiabaticBackend)
+        new.__dict__.update(self.__dict__)
+        new.model, new._model_h = model, model.hamiltonian()
+        return new
+
+    def _check_hamiltonian(self, hamiltonian: Hamiltonian) -> None:
+        mine = self._model_h
+        if (hamiltonian.n_qubits != mine.n_qubits or hamiltonian.parameter_names != mine.parameter_names
+                or hamiltonian.input_names != mine.input_names):
+            raise QepValueError("the adiabatic backend prepares its RydbergModel's Hamiltonian "
+                                f"(parameters {list(mine.parameter_names)}, inputs {list(mine.input_names)}); "
+                                f"got one with parameters {list(hamiltonian.parameter_names)}")
+
+    def sequence(self, theta, x=None, nudge: PauliSum | None = None, *, register=None):
+        """(pulser Sequence, DetuningPlan) preparing H(θ, x) + nudge."""
+        controls = self.model.controls(theta, x, coupling_rtol=self.coupling_rtol)
+        change = nudge_to_detunings(nudge, self.model.n_atoms)
+        return model_sequence(self.model, controls, self.ramp, nudge_detunings=change, register=register)
+
+    def run_sequence(self, sequence) -> np.ndarray:
+        """Final state of a sequence in the package basis, with this backend's emulator."""
+        if self.emulator == "pulser":
+            return emulate_pulser(sequence, noise_model=self.noise_model, n_trajectories=self.n_trajectories,
+                                  with_modulation=self.with_modulation, **self.solver_options)
+        try:
+            from qep_analog.equilibrium.emulators import emulate
+        except ImportError:
+            raise QepValueError(f"emulator {self.emulator!r} is not available yet (qep_analog.equilibrium."
+                                f"emulators.emulate); use emulator='pulser'") from None
+        return np.asarray(emulate(sequence, method=self.emulator).state)
+
+    def prepare(self, hamiltonian: Hamiltonian, theta, x=None, nudge: PauliSum | None = None,
+                reference: EquilibriumState | None = None) -> EquilibriumState:
+        self._check_hamiltonian(hamiltonian)
+        theta = hamiltonian.theta_vector(theta)
+        xv = hamiltonian.input_vector(x)
+        seq, plan = self.sequence(theta, xv, nudge)
+        state = self.run_sequence(seq)
+        extra = None if nudge is None else nudge.matrix(hamiltonian.n_qubits)
+        h = hamiltonian.matrix(theta, xv, extra=extra)
+        if state.ndim == 1:
+            state = state / np.linalg.norm(state)
+            energy = float(np.real(np.vdot(state, h @ state)))
+        else:
+            energy = float(np.real(np.sum(h.toarray() * state.T)))
+        info = dict(sequence=seq, detuning_plan=plan, duration_ns=self.ramp.duration_ns, emulator=self.emulator,
+                    nudge_switch=self.ramp.nudge_switch, noise=self.noise_model is not None)
+        gap = float("nan")
+        if self.compare_exact and hamiltonian.n_qubits <= 12:
+            w, v = scipy.linalg.eigh(h.toarray())
+            ground = v[:, 0]
+            fid = (abs(np.vdot(ground, state)) ** 2 if state.ndim == 1
+                   else float(np.real(np.vdot(ground, state @ ground))))
+            gap = float(w[1] - w[0])
+            info.update(fidelity=float(fid), infidelity=float(1 - fid), energy_above_ground=energy - float(w[0]),
+                        ground_energy=float(w[0]), degenerate=bool(gap < 1e-9))
+        return EquilibriumState(state=state, kind="pure-prepared", energy=energy, gap=gap, info=info)
+
+
+def minimum_gap(model: RydbergModel, theta, x=None, nudge: PauliSum | None = None, *, ramp: RampSpec,
+                points: int = 201) -> tuple[float, float]:
+    """(minimum gap E₁ − E₀ along the ramp path, ramp fraction where it occurs) by dense diagonalisation
+    of H(s) = s Ω/2 Σ(cos φ X + sin φ Y) − Σ [δ₀ + s(d_i − δ₀)] n_i + Σ J n n for s in [0, 1]."""
+    controls = model.controls(theta, x)
+    det = controls["detunings"] + nudge_to_detunings(nudge, model.n_atoms)
+    best = (np.inf, 0.0)
+    for s in np.linspace(0.0, 1.0, points):
+        path = model.with_(omega=s * controls["omega"], detunings=ramp.start_detuning + s * (det - ramp.start_detuning),
+                           input_atoms=(), trainable_detunings=(), train_positions=False)
+        w = scipy.linalg.eigvalsh(path.hamiltonian().dense())
+        if w[1] - w[0] < best[0]:
+            best = (float(w[1] - w[0]), float(s))
+    return best
+
+
+def _factory(**options) -> AdiabaticBackend:
+    return AdiabaticBackend(**options)
+
+
+register_backend("adiabatic", _factory)
+__all__ = ["AdiabaticBackend", "emulate_pulser", "minimum_gap", "nudge_to_detunings"]
