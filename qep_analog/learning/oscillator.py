@@ -32,6 +32,7 @@ import numpy as np
 from scipy.optimize import minimize
 
 from qep_analog.errors import QepValueError
+from qep_analog.learning.optimizers import OPTIMIZERS, make_optimizer
 from qep_analog.models.oscillator import OscillatorNetwork, OutputNudge, layered_network
 
 OBJECTIVES: dict[str, str] = {
@@ -102,8 +103,7 @@ def combine(results: Sequence[OscillatorGradient]) -> OscillatorGradient:
     """Batch mean of per-sample estimates (stderr √Σse²/n, preparations summed)."""
     if not results:
         raise QepValueError("'results' must hold at least one gradient estimate")
-    n = len(results)
-    first = results[0]
+    n, first = len(results), results[0]
     return OscillatorGradient(
         gradient=np.mean([r.gradient for r in results], axis=0),
         stderr=np.sqrt(np.sum([r.stderr**2 for r in results], axis=0)) / n,
@@ -117,7 +117,8 @@ def combine(results: Sequence[OscillatorGradient]) -> OscillatorGradient:
 def _target(net: OscillatorNetwork, y) -> np.ndarray:
     arr = np.asarray(y, dtype=float).reshape(-1)
     if arr.shape != (len(net.output_nodes),) or not np.all(np.isfinite(arr)):
-        raise QepValueError(f"'y' must hold {len(net.output_nodes)} finite values, not {arr.tolist()}")
+        raise QepValueError(f"'y' must hold {len(net.output_nodes)} finite values, "
+                            f"not {arr.tolist()}")
     return arr
 
 
@@ -161,7 +162,8 @@ def exact_gradient(net: OscillatorNetwork, theta, x, y, objective: str) -> Oscil
         f = w**-0.5
         dw = w[:, None] - w[None, :]
         same = np.abs(dw) <= 1e-12 * np.max(w)
-        F = np.where(same, -0.5 * w[:, None] ** -1.5, (f[:, None] - f[None, :]) / np.where(same, 1, dw))
+        F = np.where(same, -0.5 * w[:, None] ** -1.5,
+                     (f[:, None] - f[None, :]) / np.where(same, 1, dw))
         weight = np.zeros(len(free))
         weight[[free.index(o) for o in out]] = 1.0
         G = U.T @ ((weight * s**2)[:, None] * U)  # Uᵀ S P_out S U
@@ -387,38 +389,12 @@ def optimum_mean_loss(
     return best_theta, best
 
 
-class _LocalAdam:
-    """Adam (Kingma & Ba) with the interface of the project's optimizers: ``step(θ, g) -> θ``."""
-
-    def __init__(self, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
-        self.lr, self.betas, self.eps = lr, betas, eps
-        self._m = self._v = None
-        self._t = 0
-
-    def step(self, theta: np.ndarray, grad: np.ndarray) -> np.ndarray:
-        b1, b2 = self.betas
-        if self._m is None:
-            self._m, self._v = np.zeros_like(theta), np.zeros_like(theta)
-        self._t += 1
-        self._m = b1 * self._m + (1 - b1) * grad
-        self._v = b2 * self._v + (1 - b2) * grad**2
-        m_hat, v_hat = self._m / (1 - b1**self._t), self._v / (1 - b2**self._t)
-        return theta - self.lr * m_hat / (np.sqrt(v_hat) + self.eps)
-
-
-class _LocalSGD:
-    """Plain gradient descent θ ← θ − lr g."""
-
-    def __init__(self, lr: float):
-        self.lr = lr
-
-    def step(self, theta: np.ndarray, grad: np.ndarray) -> np.ndarray:
-        return theta - self.lr * grad
-
-
 def _optimizer(name: str, lr: float, betas: tuple[float, float]):
-    _check_choice(name, ("adam", "sgd"), "training.optimizer")
-    return _LocalAdam(lr, betas) if name == "adam" else _LocalSGD(lr)
+    """The project's optimizers (:mod:`qep_analog.learning.optimizers`); betas only for Adam."""
+    _check_choice(name, OPTIMIZERS, "training.optimizer")
+    if name == "adam":
+        return make_optimizer(name, learning_rate=lr, beta1=betas[0], beta2=betas[1])
+    return make_optimizer(name, learning_rate=lr)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -450,7 +426,7 @@ class RegressionTraining:
     def __post_init__(self) -> None:
         _check_choice(self.estimator, ESTIMATORS, "training.estimator")
         _check_choice(self.nudge, NUDGE_OBJECTIVE, "training.nudge")
-        _check_choice(self.optimizer, ("adam", "sgd"), "training.optimizer")
+        _check_choice(self.optimizer, OPTIMIZERS, "training.optimizer")
         _check_shots(self.shots)
         for name in ("beta", "learning_rate", "final_learning_rate", "k_min", "init_high"):
             _check_positive(getattr(self, name), f"training.{name}")
@@ -459,16 +435,14 @@ class RegressionTraining:
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise QepValueError(f"'training.{name}' must be an integer ≥ 1, not {v!r}")
         if self.k_max is not None and not self.k_max > self.k_min:
-            raise QepValueError(f"'training.k_max' must be > k_min = {self.k_min}, not {self.k_max}")
+            raise QepValueError(f"'training.k_max' must be > k_min, not {self.k_max}")
         if not 0 <= self.init_low < self.init_high:
-            raise QepValueError(
-                f"'training.init_low' must be in [0, init_high = {self.init_high}), not {self.init_low}"
-            )
+            raise QepValueError(f"'training.init_low' not in [0, init_high): {self.init_low}")
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
 class RegressionResult:
-    """Learned springs ``theta_`` and ``history_`` (lists keyed by metric, one entry per evaluation)."""
+    """Learned springs ``theta_``; ``history_`` holds lists keyed by metric, one per evaluation."""
 
     theta_: np.ndarray
     history_: dict[str, list]
@@ -521,7 +495,7 @@ def train_regression(task: RegressionTask, training: RegressionTraining, *, seed
             for b in batch
         ])
         preparations += grad.preparations
-        opt.lr = tr.learning_rate * decay ** ((step - 1) / max(tr.steps - 1, 1))
+        opt.learning_rate = tr.learning_rate * decay ** ((step - 1) / max(tr.steps - 1, 1))
         theta = np.clip(opt.step(theta, grad.gradient), tr.k_min, tr.k_max)
         if step % tr.eval_every == 0 or step == tr.steps:
             record(step)
@@ -536,7 +510,8 @@ _SCHEMA: dict[str, dict[str, tuple[type, object]]] = {
                  input_high=(float, 1.0), target_map=(list, None)),
     "training": dict(estimator=(str, "symmetric"), nudge=(str, "error-signal"), beta=(float, 1.0),
                      measurement=(str, "shots"), shots=(int, 100), optimizer=(str, "adam"),
-                     learning_rate=(float, 0.05), final_learning_rate=(float, 0.001), betas=(list, [0.9, 0.999]), steps=(int, 300),
+                     learning_rate=(float, 0.05), final_learning_rate=(float, 0.001),
+                     betas=(list, [0.9, 0.999]), steps=(int, 300),
                      batch_size=(int, 8), k_min=(float, 0.01), k_max=(float, 100.0),
                      init_low=(float, 0.5), init_high=(float, 1.5), eval_every=(int, 10)),
     "optimum": dict(restarts=(int, 4)),
@@ -556,7 +531,8 @@ def _validated(config: Mapping) -> dict:
             raise QepValueError(f"'{section}' must be a table, not {type(given).__name__}")
         bad = set(given) - set(spec)
         if bad:
-            raise QepValueError(f"unknown key(s) {sorted(bad)} in [{section}]; allowed {sorted(spec)}")
+            raise QepValueError(f"unknown key(s) {sorted(bad)} in [{section}]; "
+                                f"allowed {sorted(spec)}")
         out[section] = {}
         for key, (kind, default) in spec.items():
             value = given.get(key, default)
@@ -613,7 +589,7 @@ def run_oscillator_protocol(config: Mapping, seed: int) -> dict:
     xbar_test = np.hstack([task.xs_test, np.tile(net.anchor_positions, (len(task.xs_test), 1))])
     return dict(
         protocol="oscillator_regression", seed=int(seed), config=cfg,
-        objective=NUDGE_OBJECTIVE[training.nudge], optimizer="local Adam/SGD (learning/oscillator.py)",
+        objective=NUDGE_OBJECTIVE[training.nudge], optimizer=training.optimizer,
         parameter_names=list(net.parameter_names), target_map=task.target_map.tolist(),
         target_inside_hull=task.target_inside_hull, history=result.history_,
         final=final, optimum=optimum, parameters=final["parameters"],
