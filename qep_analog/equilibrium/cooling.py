@@ -204,8 +204,10 @@ class CoolingBackend:
             unique = commutant == 1
             if not unique:
                 warnings.warn(
-                    f"cooling backend: bath_operators {self.bath_operators} share a symmetry with H "
-                    f"(commutant dimension {commutant}); the steady state is not unique and depends on "
+                    f"cooling backend: bath_operators {self.bath_operators} share a symmetry "
+                    f"with H "
+                    f"(commutant dimension {commutant}); the steady state is not unique and "
+                    f"depends on "
                     f"the initial state. Couple through operators that break it (e.g. add 'Z').",
                     SymmetryWarning,
                     stacklevel=3,
@@ -320,7 +322,8 @@ def relax_with_mesolve(
     )
     if not converged:
         raise ConvergenceError(
-            f"cooling did not converge by t_max={times[-1]:g}: residual ‖dρ/dt‖ = {rows[-1][5]:.3g} "
+            f"cooling did not converge by t_max={times[-1]:g}: "
+            f"residual ‖dρ/dt‖ = {rows[-1][5]:.3g} "
             f"> {threshold:.3g}; raise 't_max' or 'rate'"
         )
     return rho, traj
