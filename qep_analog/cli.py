@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from qep_analog import __version__
@@ -37,8 +38,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # One BLAS/OpenMP thread: small dense/sparse kernels gain nothing from more, and pinning makes
+    # results bitwise reproducible. QEP_ANALOG_THREADS overrides.
+    from threadpoolctl import threadpool_limits
+
     try:
-        return int(args.func(args) or 0)
+        with threadpool_limits(limits=int(os.environ.get("QEP_ANALOG_THREADS", "1"))):
+            return int(args.func(args) or 0)
     except QepError as exc:
         print(f"qep-analog: error: {exc}", file=sys.stderr)
         return 2

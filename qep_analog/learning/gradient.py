@@ -31,6 +31,7 @@ on a rejected attempt.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
@@ -155,7 +156,7 @@ class _Meter:
         self.preparations = 0
 
     def products(self, state: EquilibriumState, products, settings) -> tuple[np.ndarray, np.ndarray]:
-        exact = ProductTable(products, self.h.n_qubits).expect(state.state)
+        exact = _table(tuple(products), self.h.n_qubits).expect(state.state)
         cfg = self.cfg
         if cfg.shots is None:
             return exact, np.zeros_like(exact)
@@ -198,6 +199,11 @@ class _Meter:
         plan = measurement_plan(self.h)
         means, _ = self.products(state, plan.output_products, plan.output_settings)
         return _outputs_from_products(self.h, plan.output_products, means)
+
+
+@lru_cache(maxsize=256)
+def _table(products: tuple[PauliProduct, ...], n_qubits: int) -> ProductTable:
+    return ProductTable(products, n_qubits)
 
 
 def _product_variance(p: PauliProduct, mean: float) -> float:

@@ -222,8 +222,10 @@ class Hamiltonian:
         s = self._structure
         table: ProductTable = s["table"]
         dtype = float if self.is_real else complex
-        diag = np.zeros((len(s["masks"]), self.dim), dtype=dtype)
-        np.add.at(diag, s["term_slot"], weights[:, None] * table.values)
+        # one (masks × terms) @ (terms × dim) product gathers every term onto its flip pattern
+        selector = np.zeros((len(s["masks"]), len(weights)))
+        selector[s["term_slot"], np.arange(len(weights))] = weights
+        diag = (selector @ table.values).astype(dtype, copy=False)
         data = diag.reshape(-1)[s["perm"]]
         h = sp.csr_matrix((data, s["indices"], s["indptr"]), shape=(self.dim, self.dim))
         if extra is not None:

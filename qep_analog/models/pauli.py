@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from functools import cached_property
+from functools import lru_cache
 
 import numpy as np
 import scipy.sparse as sp
@@ -126,15 +126,20 @@ class PauliProduct:
         return values
 
     def matrix(self, n_qubits: int) -> sp.csr_matrix:
-        """Sparse matrix on ``n_qubits`` qubits."""
+        """Sparse matrix on ``n_qubits`` qubits (cached; treat as read-only)."""
         if self.max_qubit() >= n_qubits:
             raise QepValueError(
                 f"'{self}' acts on qubit {self.max_qubit()} but the system has {n_qubits} qubits"
             )
-        dim = 2**n_qubits
-        cols = np.arange(dim)
-        rows = cols ^ self.xmask(n_qubits)
-        return sp.csr_matrix((self.column_values(n_qubits), (rows, cols)), shape=(dim, dim))
+        return _product_matrix(self, n_qubits)
+
+
+@lru_cache(maxsize=4096)
+def _product_matrix(product: PauliProduct, n_qubits: int) -> sp.csr_matrix:
+    dim = 2**n_qubits
+    cols = np.arange(dim)
+    rows = cols ^ product.xmask(n_qubits)
+    return sp.csr_matrix((product.column_values(n_qubits), (rows, cols)), shape=(dim, dim))
 
 
 @dataclass(frozen=True)
@@ -184,6 +189,11 @@ class PauliSum:
 
     def matrix(self, n_qubits: int) -> sp.csr_matrix:
         dim = 2**n_qubits
+        if self.is_diagonal:  # fast path for costs and nudges on Z/n outputs
+            diagonal = np.full(dim, self.constant, dtype=float)
+            for c, p in self.terms:
+                diagonal += c * p.matrix(n_qubits).diagonal().real
+            return sp.diags_array(diagonal, format="csr")
         out = sp.identity(dim, format="csr") * self.constant
         for c, p in self.terms:
             out = out + c * p.matrix(n_qubits)
