@@ -531,7 +531,7 @@ def _validated(config: Mapping) -> dict:
             raise QepValueError(f"'{section}' must be a table, not {type(given).__name__}")
         bad = set(given) - set(spec)
         if bad:
-            raise QepValueError(f"unknown key(s) {sorted(bad)} in [{section}]; "
+            raise QepValueError(f"unknown key(s) {[f'{section}.{k}' for k in sorted(bad)]}; "
                                 f"allowed {sorted(spec)}")
         out[section] = {}
         for key, (kind, default) in spec.items():
