@@ -17,6 +17,7 @@ from qep_analog.errors import QepError
 
 # Modules providing ``register(subparsers)``; one line per subcommand family.
 SUBCOMMAND_MODULES: list[str] = [
+    "qep_analog.device.cli",
     "qep_analog.learning.cli",
 ]
 
