@@ -19,6 +19,7 @@ from qep_analog.errors import QepError
 SUBCOMMAND_MODULES: list[str] = [
     "qep_analog.device.cli",
     "qep_analog.learning.cli",
+    "qep_analog.train_cli",
 ]
 
 
