@@ -94,7 +94,8 @@ def validate(data: Mapping, source: str = "<memory>") -> Protocol:
             _EXTRA_SECTIONS[section](content)
             continue
         if section not in SCHEMA:
-            raise QepValueError(f"{source}: unknown section [{section}]; known: {sorted(set(SCHEMA) | set(_EXTRA_SECTIONS))}")
+            known = sorted(set(SCHEMA) | set(_EXTRA_SECTIONS))
+            raise QepValueError(f"{source}: unknown section [{section}]; known: {known}")
         if not isinstance(content, Mapping):
             raise QepValueError(f"{source}: [{section}] must be a table")
         for key, value in content.items():
@@ -104,7 +105,8 @@ def validate(data: Mapping, source: str = "<memory>") -> Protocol:
             if isinstance(value, bool) and bool not in allowed:
                 raise QepValueError(f"{source}: '{section}.{key}' must be {_names(allowed)}, not a boolean")
             if not isinstance(value, allowed):
-                raise QepValueError(f"{source}: '{section}.{key}' must be {_names(allowed)}, not {type(value).__name__} {value!r}")
+                raise QepValueError(f"{source}: '{section}.{key}' must be {_names(allowed)}, "
+                                    f"not {type(value).__name__} {value!r}")
             if isinstance(value, float) and not np.isfinite(value):
                 raise QepValueError(f"{source}: '{section}.{key}' must be finite, not {value}")
     return Protocol(sections={k: dict(v) if isinstance(v, Mapping) else v for k, v in data.items()}, source=source)

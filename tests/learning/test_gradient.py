@@ -1,0 +1,162 @@
+"""QEP estimators against exact and finite-difference references of the same objective."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from qep_analog.cli import main
+from qep_analog.equilibrium import get_backend
+from qep_analog.errors import QepValueError
+from qep_analog.learning import GradientConfig, estimate_gradient
+from qep_analog.models.hamiltonian import Hamiltonian
+from qep_analog.models.spin_models import cluster_phase_sensor, phase_targets, sample_triangle, transverse_field_ising
+
+EXACT = get_backend("exact")
+
+
+@pytest.fixture(scope="module")
+def tfim_problem():
+    rng = np.random.default_rng(7)
+    h = transverse_field_ising(5, input_qubits=[0, 1], output_qubits=[3, 4])
+    theta = 0.3 * rng.normal(size=len(h.parameter_names))
+    theta[-5:] = 0.8 + 0.2 * rng.random(5)  # transverse fields keep the gap open
+    x = rng.normal(size=(3, 2))
+    t = rng.choice([-1.0, 1.0], size=(3, 2))
+    return h, theta, x, t
+
+
+@pytest.mark.parametrize("nudge", ["error-signal", "cost-operator"])
+def test_exact_linear_response_matches_finite_differences(tfim_problem, nudge):
+    h, theta, x, t = tfim_problem
+    exact = estimate_gradient(h, EXACT, theta, x, t, GradientConfig(estimator="exact", nudge=nudge))
+    fd = estimate_gradient(h, EXACT, theta, x, t,
+                           GradientConfig(estimator="finite-difference", nudge=nudge, fd_step=1e-4))
+    assert exact.objective == fd.objective
+    np.testing.assert_allclose(exact.gradient, fd.gradient, atol=1e-6 * max(1, np.abs(exact.gradient).max()))
+
+
+@pytest.mark.parametrize("nudge", ["error-signal", "cost-operator"])
+def test_bias_slopes_one_sided_beta_symmetric_beta_squared(tfim_problem, nudge):
+    h, theta, x, t = tfim_problem
+    exact = estimate_gradient(h, EXACT, theta, x, t, GradientConfig(estimator="exact", nudge=nudge)).gradient
+    betas = np.array([0.04, 0.02, 0.01, 0.005])
+    errors = {}
+    for estimator in ("one-sided", "symmetric"):
+        errors[estimator] = [np.linalg.norm(estimate_gradient(
+            h, EXACT, theta, x, t, GradientConfig(estimator=estimator, nudge=nudge, beta=b)).gradient - exact)
+            for b in betas]
+    slope_one = np.polyfit(np.log(betas), np.log(errors["one-sided"]), 1)[0]
+    slope_sym = np.polyfit(np.log(betas), np.log(errors["symmetric"]), 1)[0]
+    assert abs(slope_one - 1) < 0.15
+    assert abs(slope_sym - 2) < 0.15
+
+
+def test_cost_operator_and_error_signal_objectives_differ(tfim_problem):
+    h, theta, x, t = tfim_problem
+    a = estimate_gradient(h, EXACT, theta, x, t, GradientConfig(estimator="exact", nudge="error-signal"))
+    b = estimate_gradient(h, EXACT, theta, x, t, GradientConfig(estimator="exact", nudge="cost-operator"))
+    assert a.objective != b.objective
+    assert np.linalg.norm(a.gradient - b.gradient) > 1e-3
+
+
+def test_shot_noise_within_error_bars_and_inverse_sqrt_scaling(tfim_problem):
+    h, theta, x, t = tfim_problem
+    beta = 0.02
+    ideal = estimate_gradient(h, EXACT, theta, x, t[:, :], GradientConfig(estimator="symmetric", beta=beta,
+                                                                           nudge="cost-operator"))
+    mean_se = []
+    for shots in (400, 1600, 6400):
+        cfg = GradientConfig(estimator="symmetric", beta=beta, shots=shots, nudge="cost-operator")
+        est = estimate_gradient(h, EXACT, theta, x, t, cfg, seed=shots)
+        z = (est.gradient - ideal.gradient) / est.stderr
+        assert np.mean(np.abs(z) < 3) > 0.9
+        mean_se.append(np.mean(est.stderr))
+    slope = np.polyfit(np.log([400, 1600, 6400]), np.log(mean_se), 1)[0]
+    assert abs(slope + 0.5) < 0.1
+
+
+def test_preparation_counting_on_the_sensor():
+    rng = np.random.default_rng(3)
+    h = cluster_phase_sensor()
+    points = sample_triangle(2, rng)
+    theta = 0.3 * rng.normal(size=51)
+    cfg = GradientConfig(estimator="symmetric", beta=0.1, shots=10)
+    est = estimate_gradient(h, EXACT, theta, points, phase_targets(points), cfg)
+    assert est.settings == 9
+    # per sample: one free setting (outputs, error signal) + 2 × 9 nudged settings, 10 shots each
+    assert est.preparations == 2 * (1 + 2 * 9) * 10
+    ideal = estimate_gradient(h, EXACT, theta, points, phase_targets(points),
+                              dataclasses.replace(cfg, measurement="gaussian"))
+    assert ideal.settings == 51 and ideal.preparations == 2 * 2 * 51 * 10
+
+
+def _crossing_model():
+    # H = 0.1 Z0 + a X0 + J Z0 Z1 + 0.3 X1: with a ≈ 0 the ground state has Z0 = −1, and a cost that
+    # rewards Z0 = +1 pushes the level |0⟩ below it once 2β > 0.1 — a level crossing under the nudge.
+    return Hamiltonian.build(2, [
+        dict(name="field0", operator="Z0", coefficient=0.1),
+        dict(name="a", operator="X0", role="trainable", parameter="a"),
+        dict(name="J", operator="Z0 Z1", role="trainable", parameter="J"),
+        dict(name="x1", operator="X1", coefficient=0.3),
+    ], outputs={"z0": "Z0"})
+
+
+def test_level_crossing_is_detected_and_shrunk_or_dropped():
+    h = _crossing_model()
+    theta = np.array([0.005, 0.2])
+    cfg = GradientConfig(estimator="symmetric", nudge="cost-operator", beta=0.2, max_halvings=4)
+    est = estimate_gradient(h, EXACT, theta, None, [[1.0]], cfg)
+    assert est.crossings and est.crossings[0]["kind"] == "crossing"
+    assert est.crossings[0]["overlap"] < 0.5 and est.crossings[0]["action"] == "shrunk"
+    assert est.samples_used == 1
+    exact = estimate_gradient(h, EXACT, theta, None, [[1.0]], GradientConfig(estimator="exact",
+                                                                            nudge="cost-operator"))
+    naive = estimate_gradient(h, EXACT, theta, None, [[1.0]], dataclasses.replace(cfg, overlap_threshold=0.0))
+    # the crossed estimate is garbage; shrinking β restores the continuously connected branch
+    assert np.linalg.norm(est.gradient - exact.gradient) < 0.5 * np.linalg.norm(naive.gradient - exact.gradient)
+    small = estimate_gradient(h, EXACT, theta, None, [[1.0]], dataclasses.replace(cfg, beta=0.005))
+    assert not small.crossings
+    assert np.linalg.norm(small.gradient - exact.gradient) < 0.05 * np.linalg.norm(exact.gradient)
+    dropped = estimate_gradient(h, EXACT, theta, None, [[1.0]], dataclasses.replace(cfg, crossing_policy="drop"))
+    assert dropped.samples_dropped == 1 and dropped.crossings[0]["action"] == "dropped"
+
+
+def test_bad_configs_name_the_field():
+    for kwargs, field in [(dict(shots=-5), "shots"), (dict(beta=0.0), "beta"), (dict(estimator="magic"), "estimator"),
+                          (dict(nudge="push"), "nudge"), (dict(beta=float("nan")), "beta")]:
+        with pytest.raises(QepValueError, match=field):
+            GradientConfig(**kwargs)
+    h = Hamiltonian.build(1, [dict(name="a", operator="X0", role="trainable", parameter="a")])
+    with pytest.raises(QepValueError, match="no output"):
+        estimate_gradient(h, EXACT, [0.3], None, [[1.0]], GradientConfig())
+
+
+def test_cli_gradient_json_and_one_line_errors(tmp_path, capsys):
+    protocol = tmp_path / "p.toml"
+    protocol.write_text("""
+[model]
+kind = "tfim"
+n_qubits = 3
+input_qubits = [0]
+output_qubits = [2]
+[data]
+kind = "inline"
+inputs = [[0.5], [-0.5]]
+targets = [[1.0], [-1.0]]
+""")
+    assert main(["gradient", str(protocol), "--estimator", "exact", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out["gradient"]) == set(out["stderr"]) and out["settings"] == 2
+    assert "Σ" in out["objective"] and out["crossings"] == []
+    assert main(["gradient", str(protocol), "--shots", "-3"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "shots" in err
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[model]\nkind = "tfim"\nn_qubits = 3\ncolour = "red"\n')
+    assert main(["gradient", str(bad)]) == 2
+    assert "model.colour" in capsys.readouterr().err
+    bad.write_text('[model]\nkind = "pauli"\nn_qubits = 2\nterms = [{operator = "Q0"}]\n[data]\ntargets=[[1.0]]\n')
+    assert main(["gradient", str(bad)]) == 2
+    assert "Pauli letter" in capsys.readouterr().err
