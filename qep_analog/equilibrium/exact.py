@@ -40,6 +40,7 @@ class ExactBackend:
     tol: float = 1e-10
     degeneracy_tol: float = 1e-8
     continuation_fraction: float = 0.2
+    warm_start: bool = True
     name: str = "exact"
 
     def __post_init__(self) -> None:
@@ -63,7 +64,7 @@ class ExactBackend:
             e0, e1, psi = energies[0], energies[1], vectors[:, 0]
             method = "dense"
         else:
-            v0 = None if reference is None or not reference.is_pure else reference.state
+            v0 = None if reference is None or not reference.is_pure or not self.warm_start else reference.state
             try:
                 energies, vectors = sla.eigsh(-h if top else h, k=2, which="SA", v0=v0, tol=self.tol)
             except sla.ArpackNoConvergence as exc:
