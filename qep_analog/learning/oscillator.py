@@ -34,6 +34,7 @@ from scipy.optimize import minimize
 from qep_analog.errors import QepValueError
 from qep_analog.learning.optimizers import OPTIMIZERS, make_optimizer
 from qep_analog.models.oscillator import OscillatorNetwork, OutputNudge, layered_network
+from qep_analog.protocol import register_section
 
 OBJECTIVES: dict[str, str] = {
     "mean-loss": "L(<r_out>) = sum_l (<r_l> - y_l)^2",
@@ -49,11 +50,13 @@ def _check_choice(value: str, allowed, what: str) -> str:
     return value
 
 
-def _check_shots(shots) -> int | None:
+def _check_shots(shots, rng=False) -> int | None:
     if shots is None:
         return None
     if not isinstance(shots, int | np.integer) or isinstance(shots, bool) or shots < 1:
         raise QepValueError(f"'shots' must be an integer ≥ 1 (or None for ideal), not {shots!r}")
+    if rng is None:
+        raise QepValueError("'rng' (a numpy Generator) is required when 'shots' is given")
     return int(shots)
 
 
@@ -89,14 +92,11 @@ class OscillatorGradient:
                  zip(self.parameter_names, self.gradient, self.stderr, strict=True)]
         return "\n".join(rows)
 
-    def as_dict(self) -> dict:
-        return dict(
-            gradient=dict(zip(self.parameter_names, map(float, self.gradient), strict=True)),
-            stderr=dict(zip(self.parameter_names, map(float, self.stderr), strict=True)),
-            preparations=int(self.preparations), objective=self.objective,
-            objective_formula=OBJECTIVES[self.objective], estimator=self.estimator,
-            nudge=self.nudge, beta=self.beta, shots=self.shots,
-        )
+    def to_dict(self) -> dict:
+        return dict(parameter_names=list(self.parameter_names), gradient=self.gradient.tolist(),
+                    stderr=self.stderr.tolist(), preparations=int(self.preparations),
+                    objective=self.objective, estimator=self.estimator, nudge=self.nudge,
+                    beta=self.beta, shots=self.shots)
 
 
 def combine(results: Sequence[OscillatorGradient]) -> OscillatorGradient:
@@ -198,11 +198,9 @@ def finite_difference_gradient(
     """
     _check_choice(objective, OBJECTIVES, "objective")
     step = _check_positive(step, "step")
-    shots = _check_shots(shots)
+    shots = _check_shots(shots, rng)
     y = _target(net, y)
     theta = net.theta_vector(theta)
-    if shots is not None and rng is None:
-        raise QepValueError("'rng' (a numpy Generator) is required when 'shots' is given")
     grad, se = np.zeros(theta.size), np.zeros(theta.size)
     for e in range(theta.size):
         values, errors = [], []
@@ -240,9 +238,7 @@ def qep_gradient(
     _check_choice(nudge, NUDGE_OBJECTIVE, "nudge")
     _check_choice(estimator, ESTIMATORS, "estimator")
     beta = _check_positive(beta, "beta")
-    shots = _check_shots(shots)
-    if shots is not None and rng is None:
-        raise QepValueError("'rng' (a numpy Generator) is required when 'shots' is given")
+    shots = _check_shots(shots, rng)
     y = _target(net, y)
     theta = net.theta_vector(theta)
     out = list(net.output_nodes)
@@ -262,15 +258,10 @@ def qep_gradient(
     h0 = se0 = None
     if free_needed:
         h0, se0, mu_out = measure(net.ground_state(theta, x))
-    if nudge == "error-signal":
-        eps = 2.0 * (mu_out - y)
+    eps = 2.0 * (mu_out - y) if nudge == "error-signal" else None  # ∂L/∂μ from the free phase
 
-        def nudge_for(b: float) -> OutputNudge:
-            return OutputNudge.linear(b * eps)
-    else:
-
-        def nudge_for(b: float) -> OutputNudge:
-            return OutputNudge.cost(b, y)
+    def nudge_for(b: float) -> OutputNudge:
+        return OutputNudge.linear(b * eps) if eps is not None else OutputNudge.cost(b, y)
 
     hp, sep, _ = measure(net.ground_state(theta, x, nudge_for(beta)))
     if estimator == "one-sided":
@@ -519,20 +510,22 @@ _SCHEMA: dict[str, dict[str, tuple[type, object]]] = {
 
 
 def _validated(config: Mapping) -> dict:
-    """Defaults filled in; unknown keys and wrong types raise QepValueError naming the key."""
-    unknown = set(config) - set(_SCHEMA) - {"protocol", "description"}
+    """The [oscillator] table with defaults filled in; unknown keys and wrong types raise
+    QepValueError naming the key (``oscillator.training.beta``)."""
+    if not isinstance(config, Mapping):
+        raise QepValueError(f"[oscillator] must be a table, not {type(config).__name__}")
+    unknown = set(config) - set(_SCHEMA)
     if unknown:
-        raise QepValueError(f"unknown key(s) {sorted(unknown)} in the oscillator protocol; "
-                            f"allowed {sorted(_SCHEMA) + ['description', 'protocol']}")
+        raise QepValueError(f"unknown key(s) {sorted(f'oscillator.{k}' for k in unknown)}; "
+                            f"allowed {sorted(_SCHEMA)}")
     out: dict = {}
     for section, spec in _SCHEMA.items():
         given = config.get(section, {})
         if not isinstance(given, Mapping):
-            raise QepValueError(f"'{section}' must be a table, not {type(given).__name__}")
-        bad = set(given) - set(spec)
+            raise QepValueError(f"[oscillator.{section}] must be a table, not {given!r}")
+        bad = sorted(f"oscillator.{section}.{k}" for k in set(given) - set(spec))
         if bad:
-            raise QepValueError(f"unknown key(s) {[f'{section}.{k}' for k in sorted(bad)]}; "
-                                f"allowed {sorted(spec)}")
+            raise QepValueError(f"unknown key(s) {bad}; allowed {sorted(spec)}")
         out[section] = {}
         for key, (kind, default) in spec.items():
             value = given.get(key, default)
@@ -540,27 +533,29 @@ def _validated(config: Mapping) -> dict:
             ok = ok or (isinstance(value, kind) and not isinstance(value, bool))
             ok = ok or (kind is float and isinstance(value, int) and not isinstance(value, bool))
             if not ok:
-                raise QepValueError(f"'{section}.{key}' must be of type {kind.__name__}, "
-                                    f"not {type(value).__name__} ({value!r})")
+                raise QepValueError(f"'oscillator.{section}.{key}' must be a {kind.__name__}, "
+                                    f"not {type(value).__name__} {value!r}")
             out[section][key] = float(value) if kind is float else value
-    _check_choice(out["training"]["measurement"], ("shots", "ideal"), "training.measurement")
-    if len(out["training"]["betas"]) != 2:
-        raise QepValueError(f"'training.betas' must hold 2 numbers, not {out['training']['betas']}")
-    if not isinstance(out["optimum"]["restarts"], int) or out["optimum"]["restarts"] < 0:
-        raise QepValueError(f"'optimum.restarts' must be ≥ 0, not {out['optimum']['restarts']}")
+    tr = out["training"]
+    _check_choice(tr["measurement"], ("shots", "ideal"), "oscillator.training.measurement")
+    if len(tr["betas"]) != 2:
+        raise QepValueError(f"'oscillator.training.betas' must hold 2 numbers, not {tr['betas']}")
+    if out["optimum"]["restarts"] < 0:
+        raise QepValueError(f"'oscillator.optimum.restarts' must be ≥ 0, not "
+                            f"{out['optimum']['restarts']}")
     return out
 
 
 def run_oscillator_protocol(config: Mapping, seed: int) -> dict:
     """Protocol 5: train an oscillator network on a linear map and compare with the optimum.
 
-    ``config`` is the parsed TOML (sections network, task, training, optimum; see
-    ``protocols/oscillator_regression.toml``). Returns a JSON-serialisable dict with the
-    ``history``, the ``final`` and ``optimum`` mean losses (train/test) and maps, the learned
-    ``parameters`` and ``preparations``. The optimum is that of the constrained problem
-    k ∈ [k_min, k_max] on the exact mean loss (see :func:`optimum_mean_loss`).
+    ``config``: the parsed protocol TOML (its ``[oscillator]`` table with sub-tables network,
+    task, training, optimum; see ``protocols/oscillator_regression.toml``) or that table alone.
+    Returns a JSON-serialisable dict: ``history``, ``final`` and ``optimum`` mean losses
+    (train/test) and maps, learned ``parameters``, ``preparations``. The optimum is that of the
+    constrained problem k ∈ [k_min, k_max] on the exact mean loss (:func:`optimum_mean_loss`).
     """
-    cfg = _validated(config)
+    cfg = _validated(config["oscillator"] if "oscillator" in config else config)
     net_cfg, task_cfg, tr_cfg = cfg["network"], cfg["task"], cfg["training"]
     rng = np.random.default_rng(seed)
     task = make_regression_task(**net_cfg, **task_cfg, rng=rng)
@@ -598,3 +593,6 @@ def run_oscillator_protocol(config: Mapping, seed: int) -> dict:
         test_predictions=dict(targets=task.ys_test.tolist(),
                               predictions=(xbar_test @ net.output_map(result.theta_).T).tolist()),
     )
+
+
+register_section("oscillator", _validated)

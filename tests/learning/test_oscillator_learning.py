@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,6 +24,7 @@ from qep_analog.learning.oscillator import (
     run_oscillator_protocol,
 )
 from qep_analog.models.oscillator import OscillatorNetwork, layered_network
+from qep_analog.protocol import load_protocol, validate
 
 NET = OscillatorNetwork(
     n_nodes=4,
@@ -193,23 +195,24 @@ def test_dataset_loss_gradient_and_constrained_optimum():
 
 
 def test_tiny_protocol_run_learns_and_reports():
-    config = {
-        "protocol": "oscillator_regression",
-        "network": {"n_inputs": 2, "n_outputs": 1, "n_hidden": 1},
-        "task": {"n_train": 16, "n_test": 16},
-        "training": {"steps": 40, "batch_size": 4, "shots": 50, "beta": 2.0, "eval_every": 20},
-        "optimum": {"restarts": 1},
-    }
+    """The shipped protocol file, loaded by the project's loader, in a tiny configuration."""
+    protocol = load_protocol(Path(__file__).parents[2] / "protocols" / "oscillator_regression.toml")
+    config = protocol.sections
+    config["oscillator"]["network"].update(n_inputs=2, n_outputs=1, n_hidden=1)
+    config["oscillator"]["task"].update(n_train=16, n_test=16)
+    config["oscillator"]["training"].update(steps=40, batch_size=4, shots=50, eval_every=20)
+    config["oscillator"]["optimum"].update(restarts=1)
     result = run_oscillator_protocol(config, seed=3)
     json.dumps(result)
     history = result["history"]
     assert history["step"] == [0, 20, 40]
     assert history["train_mean_loss"][-1] < 0.5 * history["train_mean_loss"][0]
     assert result["optimum_error"] <= result["final_error"] + 1e-12
+    assert result["target_inside_hull"]
     n_edges = layered_network(2, 1, n_hidden=1).n_parameters
     assert result["preparations"] == 40 * 4 * 3 * 50  # steps × batch × 3 phases × shots
     assert len(result["parameters"]) == n_edges
-    assert all(v >= 0.01 for v in result["parameters"].values())
+    assert all(v >= config["oscillator"]["training"]["k_min"] for v in result["parameters"].values())
     again = run_oscillator_protocol(config, seed=3)
     assert again["final_error"] == result["final_error"]
 
@@ -217,6 +220,8 @@ def test_tiny_protocol_run_learns_and_reports():
 def test_protocol_rejects_bad_configuration():
     with pytest.raises(QepValueError, match="bogus"):
         run_oscillator_protocol({"bogus": 1}, seed=0)
+    with pytest.raises(QepValueError, match="oscillator.task.n_train"):
+        validate({"oscillator": {"task": {"n_train": 2.5}}})
     with pytest.raises(QepValueError, match="training.stepz"):
         run_oscillator_protocol({"training": {"stepz": 3}}, seed=0)
     with pytest.raises(QepValueError, match="training.beta"):
