@@ -26,7 +26,7 @@ def _expm_once(indptr, indices, data, diag, v, tau, m_max, tol):  # pragma: no c
     beta0 = np.sqrt(np.sum(np.abs(v) ** 2))
     if beta0 == 0.0:
         return v.copy(), 0.0, True
-    basis = np.zeros((m_max + 1, dim), dtype=np.complex128)
+    basis = np.empty((m_max + 1, dim), dtype=np.complex128)
     alpha = np.zeros(m_max)
     beta = np.zeros(m_max + 1)
     basis[0] = v / beta0
@@ -44,14 +44,21 @@ def _expm_once(indptr, indices, data, diag, v, tau, m_max, tol):  # pragma: no c
             w[x] -= a * basis[j, x]
             if j > 0:
                 w[x] -= beta[j] * basis[j - 1, x]
-        # full reorthogonalisation (cheap for the small m used here)
-        for k in range(j + 1):
-            ov = np.vdot(basis[k], w)
-            for x in range(dim):
-                w[x] -= ov * basis[k, x]
-        b = np.sqrt(np.sum(np.abs(w) ** 2))
+        # one local reorthogonalisation against the last vector (enough for the short
+        # recurrences used here; the a-posteriori estimate checks the result)
+        ov = np.vdot(basis[j], w)
+        for x in range(dim):
+            w[x] -= ov * basis[j, x]
+        b = 0.0
+        for x in range(dim):
+            b += w[x].real ** 2 + w[x].imag ** 2
+        b = np.sqrt(b)
         beta[j + 1] = b
         m = j + 1
+        if m < 4 and b > 1e-14 and m < m_max:
+            for x in range(dim):
+                basis[j + 1, x] = w[x] / b
+            continue
         tri = np.zeros((m, m))
         for k in range(m):
             tri[k, k] = alpha[k]

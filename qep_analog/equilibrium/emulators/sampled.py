@@ -16,6 +16,7 @@ differ by O(1e-6 · f'') rad/µs); past the last sample the last value is held u
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -52,6 +53,11 @@ class SampledSequence:
         """U_ij = C6 / r_ij⁶ (rad/µs), zero diagonal."""
         return interaction_matrix(self.positions_um, self.c6)
 
+    @cached_property
+    def _knots(self) -> tuple[np.ndarray, np.ndarray]:
+        knots = self.controls()
+        return knots, _antiderivative_knots(knots)
+
     def controls(self) -> np.ndarray:
         """Knot values of the interpolated controls, shape (3, n_atoms, duration_ns + 1):
         a = Ω cos φ, b = Ω sin φ, δ; the extra knot at T holds the last sample."""
@@ -68,8 +74,7 @@ class SampledSequence:
         """
         t0 = np.atleast_1d(np.asarray(t0_us, dtype=float))
         t1 = np.atleast_1d(np.asarray(t1_us, dtype=float))
-        knots = self.controls()  # (3, N, K)
-        antider = _antiderivative_knots(knots)
+        knots, antider = self._knots  # (3, N, K)
         f0 = _antiderivative(knots, antider, t0 * 1e3)
         f1 = _antiderivative(knots, antider, t1 * 1e3)
         length = (t1 - t0) * 1e3
@@ -83,7 +88,7 @@ class SampledSequence:
     def values(self, t_us: np.ndarray) -> np.ndarray:
         """Interpolated (a, b, δ) at times t (µs): shape (len(t), 3, n_atoms)."""
         t = np.atleast_1d(np.asarray(t_us, dtype=float))
-        return _values(self.controls(), t * 1e3)
+        return _values(self._knots[0], t * 1e3)
 
     def max_omega(self) -> float:
         return float(np.max(np.abs(self.omega))) if self.omega.size else 0.0

@@ -32,6 +32,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from qep_analog.equilibrium.emulators._lanczos import expm_lanczos
@@ -171,38 +172,41 @@ class SubspaceOperator:
         if correction and sub.pair_l1.size:
             r_sw = sub.link_a[sub.pair_l1]
             c_sw = sub.link_a[sub.pair_l2]
-            self._sw_off = r_sw != c_sw
-            rows.append(r_sw[self._sw_off])
-            cols.append(c_sw[self._sw_off])
+            off = r_sw != c_sw
+            rows.append(r_sw[off])
+            cols.append(c_sw[off])
+            self._pos_sw = np.full(sub.pair_l1.size, -1, dtype=np.int64)
+        else:
+            off = np.zeros(0, dtype=bool)
+            self._pos_sw = np.zeros(0, dtype=np.int64)
         keys = np.concatenate(rows) * m + np.concatenate(cols)
         uniq, inverse = np.unique(keys, return_inverse=True)
-        self._inverse = inverse
+        n_drive = sub.drive_row.size
+        self._pos_up = inverse[:n_drive].astype(np.int64)
+        self._pos_down = inverse[n_drive : 2 * n_drive].astype(np.int64)
+        if off.size:
+            self._pos_sw[off] = inverse[2 * n_drive :]
         self._nnz = uniq.size
         self.indices = (uniq % m).astype(np.int64)
         self.indptr = np.searchsorted(uniq // m, np.arange(m + 1)).astype(np.int64)
 
     def evaluate(self, controls: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(CSR data, real diagonal) of H at one time; ``controls`` = (a, b, δ) per atom."""
+        return self.combine(controls, controls, 1.0, 0.0)
+
+    def combine(self, c1: np.ndarray, c2: np.ndarray, w1: float, w2: float):
+        """(CSR data, diagonal) of w1·H(c1) + w2·H(c2) (compiled)."""
         sub = self.sub
-        a, b, delta = controls
-        z = a + 1j * b
-        up = 0.5 * z[sub.drive_atom]
-        parts = [up, np.conj(up)]
-        diag = sub.e_int - sub.occ @ delta
-        if self.correction and sub.pair_l1.size:
-            gap = sub.link_gap - delta[sub.link_atom]
-            i1, i2 = sub.link_atom[sub.pair_l1], sub.link_atom[sub.pair_l2]
-            inv = 1.0 / gap[sub.pair_l1] + 1.0 / gap[sub.pair_l2]
-            val = -0.125 * np.conj(z[i1]) * z[i2] * inv
-            on = ~self._sw_off
-            diag = diag + np.bincount(
-                sub.link_a[sub.pair_l1[on]], weights=val[on].real, minlength=sub.dimension
+        data = np.zeros(self._nnz, dtype=np.complex128)
+        diag = np.zeros(sub.dimension)
+        for controls, weight in ((c1, w1), (c2, w2)):
+            if weight == 0.0:
+                continue
+            _assemble(
+                np.ascontiguousarray(controls), weight, data, diag, sub.e_int, sub.occ,
+                sub.drive_atom, self._pos_up, self._pos_down, sub.link_a, sub.link_atom,
+                sub.link_gap, sub.pair_l1, sub.pair_l2, self._pos_sw, self.correction,
             )
-            parts.append(val[self._sw_off])
-        vals = np.concatenate(parts)
-        re = np.bincount(self._inverse, weights=vals.real, minlength=self._nnz)
-        im = np.bincount(self._inverse, weights=vals.imag, minlength=self._nnz)
-        data = re + 1j * im
         return data, diag
 
     def dressing(self, psi_p: np.ndarray, controls: np.ndarray) -> np.ndarray:
@@ -215,6 +219,40 @@ class SubspaceOperator:
         re = np.bincount(sub.link_b, weights=amp.real, minlength=sub.virtual.size)
         im = np.bincount(sub.link_b, weights=amp.imag, minlength=sub.virtual.size)
         return re + 1j * im
+
+
+@numba.njit(cache=True, nogil=True)
+def _assemble(
+    controls, weight, data, diag, e_int, occ, drive_atom, pos_up, pos_down, link_a, link_atom,
+    link_gap, pair_l1, pair_l2, pos_sw, correction,
+):  # pragma: no cover - compiled
+    a = controls[0]
+    b = controls[1]
+    delta = controls[2]
+    n = a.shape[0]
+    z = a + 1j * b
+    for k in range(drive_atom.shape[0]):
+        up = 0.5 * weight * z[drive_atom[k]]
+        data[pos_up[k]] += up
+        data[pos_down[k]] += np.conj(up)
+    for x in range(e_int.shape[0]):
+        acc = e_int[x]
+        for i in range(n):
+            acc -= occ[x, i] * delta[i]
+        diag[x] += weight * acc
+    if correction:
+        for p in range(pair_l1.shape[0]):
+            l1 = pair_l1[p]
+            l2 = pair_l2[p]
+            g1 = link_gap[l1] - delta[link_atom[l1]]
+            g2 = link_gap[l2] - delta[link_atom[l2]]
+            val = -0.125 * weight * np.conj(z[link_atom[l1]]) * z[link_atom[l2]] * (
+                1.0 / g1 + 1.0 / g2
+            )
+            if pos_sw[p] < 0:
+                diag[link_a[l1]] += val.real
+            else:
+                data[pos_sw[p]] += val
 
 
 def check_cut(sub: BlockadeSubspace, sampled: SampledSequence) -> float:
@@ -243,23 +281,21 @@ def _run_fixed(op: SubspaceOperator, sampled, psi, n_steps, lanczos_tol, m_max=4
     psi = np.array(psi, dtype=complex)
     lanczos_err = 0.0
     for k in range(n_steps):
-        d1, g1 = op.evaluate(c1[k])
-        d2, g2 = op.evaluate(c2[k])
         # right factor (applied first) leans on the earlier Gauss point
-        psi, e1 = expm_lanczos(
-            op.indptr, op.indices, _A2 * d1 + _A1 * d2, _A2 * g1 + _A1 * g2, psi, h, m_max,
-            lanczos_tol,
-        )
-        psi, e2 = expm_lanczos(
-            op.indptr, op.indices, _A1 * d1 + _A2 * d2, _A1 * g1 + _A2 * g2, psi, h, m_max,
-            lanczos_tol,
-        )
+        data, diag = op.combine(c1[k], c2[k], _A2, _A1)
+        psi, e1 = expm_lanczos(op.indptr, op.indices, data, diag, psi, h, m_max, lanczos_tol)
+        data, diag = op.combine(c1[k], c2[k], _A1, _A2)
+        psi, e2 = expm_lanczos(op.indptr, op.indices, data, diag, psi, h, m_max, lanczos_tol)
         lanczos_err += e1 + e2
     return psi, lanczos_err
 
 
+def _norm(x: np.ndarray) -> float:
+    return float(np.sqrt(np.sum(x.real**2 + x.imag**2)))
+
+
 def _distance(a: np.ndarray, b: np.ndarray) -> float:
-    na, nb = np.linalg.norm(a), np.linalg.norm(b)
+    na, nb = _norm(a), _norm(b)
     return float(np.sqrt(max(0.0, 2.0 - 2.0 * abs(np.vdot(a, b)) / (na * nb))))
 
 
@@ -327,7 +363,7 @@ def propagate(
         state, estimate = full_corr, (d_res + d_int) ** 2
     else:
         state, estimate = full_plain, (d_sw + d_res + d_int) ** 2
-    state = state / np.linalg.norm(state)
+    state = state / _norm(state)
     info = {
         "n_steps": steps,
         "step_ns": sampled.duration_ns / steps,
@@ -347,7 +383,7 @@ def _embed(sub: BlockadeSubspace, psi_p: np.ndarray, dressed: np.ndarray | None)
     full[sub.states] = psi_p
     if dressed is not None:
         full[sub.virtual] = dressed
-    return full / np.linalg.norm(full)
+    return full / _norm(full)
 
 
 @dataclass(frozen=True, kw_only=True)
