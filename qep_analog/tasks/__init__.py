@@ -1,0 +1,28 @@
+"""The papers' tasks as ready protocols, run by ``qep-analog train`` (see :mod:`qep_analog.train`).
+
+Each task is ``run(ctx) -> dict`` (see :mod:`qep_analog.tasks.common`), chosen by the protocol's
+``[protocol] task = ...``:
+
+=============== ============================================================================
+phase-sensor    Wanjura–Marquardt phase sensor on the cluster-Ising triangle (supervised)
+classifier      a spin network classifying 2-feature data, next to logistic regression
+exploration     maximise ⟨X₀X₄⟩ on the open cluster-Ising slice (unsupervised)
+sensitivity     maximise |Δ⟨X₀X₄⟩/Δg_X| between two points sharing g_ZZ (unsupervised)
+oscillator      the quantum harmonic-oscillator network regression (Scellier)
+=============== ============================================================================
+"""
+
+from __future__ import annotations
+
+from qep_analog.tasks.supervised import run_classifier, run_phase_sensor
+from qep_analog.tasks.unsupervised import run_exploration, run_sensitivity
+
+TASKS = {
+    "phase-sensor": run_phase_sensor,
+    "classifier": run_classifier,
+    "exploration": run_exploration,
+    "sensitivity": run_sensitivity,
+}
+ALL_TASKS = (*TASKS, "oscillator")
+
+__all__ = ["ALL_TASKS", "TASKS"]
