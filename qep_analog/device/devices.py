@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pulser
 import pulser.devices as pulser_devices
 from pulser.devices._device_datacls import BaseDevice
+from pulser.json.abstract_repr.deserializer import deserialize_device
 
 from qep_analog.errors import QepValueError
 
@@ -22,14 +22,15 @@ PULSER_DEVICES = ("AnalogDevice", "DigitalAnalogDevice", "WeightedAnalogDevice",
 
 def _from_json_text(text: str, origin: str) -> BaseDevice:
     try:
-        obj = json.loads(text)
+        json.loads(text)
     except json.JSONDecodeError as exc:
         raise QepValueError(f"device file {origin}: not valid JSON ({exc})") from None
-    cls = pulser.devices.VirtualDevice if obj.get("device_type") == "VirtualDevice" else pulser.devices.Device
     try:
-        return cls.from_abstract_repr(text)
+        return deserialize_device(text)
     except Exception as exc:  # pulser raises jsonschema / ValueError / TypeError variants
-        raise QepValueError(f"device file {origin}: not a valid pulser device spec ({exc})") from None
+        raise QepValueError(
+            f"device file {origin}: not a valid pulser device spec ({exc})"
+        ) from None
 
 
 def load_device(spec: str | Path | BaseDevice) -> BaseDevice:
@@ -45,7 +46,9 @@ def load_device(spec: str | Path | BaseDevice) -> BaseDevice:
         if candidate.is_file():
             return _from_json_text(candidate.read_text(), str(candidate))
     known = list(PULSER_DEVICES) + sorted(p.stem for p in DEVICES_DIR.glob("*.json"))
-    raise QepValueError(f"unknown device {text!r}: give a pulser name or a JSON path; known: {known}")
+    raise QepValueError(
+        f"unknown device {text!r}: give a pulser name or a JSON path; known: {known}"
+    )
 
 
 def device_json(device: BaseDevice) -> str:
@@ -62,7 +65,9 @@ def global_channel(device: BaseDevice):
 
 
 def has_local_drive(device: BaseDevice) -> bool:
-    return any(ch.basis == "ground-rydberg" and ch.addressing == "Local" for ch in device.channels.values())
+    return any(
+        ch.basis == "ground-rydberg" and ch.addressing == "Local" for ch in device.channels.values()
+    )
 
 
 def device_limits(device: BaseDevice) -> dict:
@@ -84,7 +89,9 @@ def device_limits(device: BaseDevice) -> dict:
         "max_sequence_duration_ns": device.max_sequence_duration,
         "requires_layout": bool(device.requires_layout),
         "local_drive": has_local_drive(device),
-        "dmm": None if dmm is None else {
+        "dmm": None
+        if dmm is None
+        else {
             "id": dmms[0][0],
             "count": len(dmms),
             "bottom_detuning_rad_per_us": dmm.bottom_detuning,

@@ -1,0 +1,89 @@
+"""``qep-analog devices | export | update | lab-counts``: the device layer's subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def _devices(args) -> int:
+    from qep_analog.device.devices import list_devices
+
+    rows = list_devices()
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    print(f"{'device':24} {'C6 rad/µs·µm⁶':>14} {'dmin µm':>8} {'atoms':>6} {'R µm':>6} {'Ω max':>7} "
+          f"{'|δ| max':>8} {'T max ns':>9} {'DMM bottom':>11} {'DMM min avg':>11}  source")
+    for r in rows:
+        dmm = r["dmm"] or {}
+
+        def f(v, fmt="{:.4g}"):
+            return "—" if v is None else fmt.format(v)
+
+        print(f"{r['name']:24} {r['C6_rad_per_us_um6']:>14.7g} {f(r['min_distance_um']):>8} "
+              f"{f(r['max_atoms'], '{}'):>6} {f(r['max_radial_distance_um']):>6} "
+              f"{f(r['max_omega_rad_per_us']):>7} {f(r['max_abs_delta_rad_per_us']):>8} "
+              f"{f(r['max_sequence_duration_ns'], '{}'):>9} "
+              f"{f(dmm.get('bottom_detuning_rad_per_us')) if dmm else 'no DMM':>11} "
+              f"{f(dmm.get('min_avg_abs_detuning_rad_per_us')) if dmm else '':>11}  {r['source']}")
+    return 0
+
+
+def _export(args) -> int:
+    from qep_analog.device.bundle import export_protocol
+
+    manifest = export_protocol(args.protocol, args.out_dir, force=args.force, drawings=not args.no_drawings)
+    print(f"wrote {len(manifest['sequences'])} sequences for {manifest['device']['name']} to {args.out_dir} "
+          f"(layout {manifest['register']['layout_seconds']:.2f} s)")
+    return 0
+
+
+def _update(args) -> int:
+    from qep_analog.device.bundle import update_bundle
+
+    report = update_bundle(args.bundle, args.counts_dir, args.out, expected_device=args.device,
+                           force=args.force, drawings=not args.no_drawings)
+    if args.json:
+        print(json.dumps(report, indent=1))
+    else:
+        print(f"loss {report['loss']:.4g}; next bundle (step {report['from_step'] + 1}) in {report['out_dir']}")
+    return 0
+
+
+def _lab_counts(args) -> int:
+    from qep_analog.device.bundle import simulate_counts
+
+    simulate_counts(args.bundle, args.counts_dir, seed=args.seed, shots=args.shots)
+    print(f"wrote emulated counts to {args.counts_dir}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("devices", help="list pulser devices and devices/*.json with key limits")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_devices)
+
+    p = subparsers.add_parser("export", help="write a lab bundle (pulser JSON sequences + manifest)")
+    p.add_argument("protocol")
+    p.add_argument("out_dir")
+    p.add_argument("--force", action="store_true", help="replace OUT_DIR if it exists")
+    p.add_argument("--no-drawings", action="store_true")
+    p.set_defaults(func=_export)
+
+    p = subparsers.add_parser("update", help="lab counts → QEP gradient → next bundle")
+    p.add_argument("bundle")
+    p.add_argument("counts_dir")
+    p.add_argument("--out", default=None, help="next bundle directory (default BUNDLE_step<k+1>)")
+    p.add_argument("--device", default=None, help="refuse a bundle for another device")
+    p.add_argument("--force", action="store_true")
+    p.add_argument("--no-drawings", action="store_true")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_update)
+
+    p = subparsers.add_parser("lab-counts", help="emulate the lab: counts for a bundle from pulser-simulation")
+    p.add_argument("bundle")
+    p.add_argument("counts_dir")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--shots", type=int, default=None)
+    p.set_defaults(func=_lab_counts)
