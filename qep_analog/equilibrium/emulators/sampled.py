@@ -94,6 +94,23 @@ class SampledSequence:
         return float(np.max(np.abs(self.omega))) if self.omega.size else 0.0
 
 
+def hamiltonian_matrix(sampled: SampledSequence, t_us: float) -> np.ndarray:
+    """Dense H(t) in OUR basis (for checks on a few atoms; 2^N × 2^N)."""
+    n = sampled.n_atoms
+    a, b, delta = sampled.values(np.array([t_us]))[0]
+    idx = np.arange(2**n)
+    occ = (idx[:, None] >> np.arange(n - 1, -1, -1)[None, :]) & 1
+    u = sampled.interaction_matrix()
+    diag = 0.5 * np.einsum("xi,ij,xj->x", occ, u, occ) - occ @ delta
+    h = np.diag(diag).astype(complex)
+    for i in range(n):
+        bit = 1 << (n - 1 - i)
+        ground = idx[(idx & bit) == 0]
+        h[ground | bit, ground] += 0.5 * (a[i] + 1j * b[i])
+        h[ground, ground | bit] += 0.5 * (a[i] - 1j * b[i])
+    return h
+
+
 def interaction_matrix(positions_um: np.ndarray, c6: float) -> np.ndarray:
     """U_ij = C6 / |r_i − r_j|⁶ in rad/µs (zero on the diagonal); coincident atoms raise."""
     pos = np.asarray(positions_um, dtype=float)
