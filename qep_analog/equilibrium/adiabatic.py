@@ -97,7 +97,8 @@ class AdiabaticBackend:
                  shape: str = "cosine", nudge_switch: str | float = "ramped", emulator: str = "pulser",
                  noise_model=None, n_trajectories: int | None = None, with_modulation: bool = False,
                  atol: float = 1e-10, rtol: float = 1e-8, nsteps: int = 200_000,
-                 compare_exact: bool = True, coupling_rtol: float = 1e-6):
+                 compare_exact: bool = True, coupling_rtol: float = 1e-6,
+                 emulator_tolerance: float = 1e-7):
         if not isinstance(model, RydbergModel):
             raise QepValueError(f"'model' must be a RydbergModel, not {type(model).__name__}")
         if emulator not in EMULATORS:
@@ -112,6 +113,7 @@ class AdiabaticBackend:
         self.solver_options = dict(atol=float(atol), rtol=float(rtol), nsteps=int(nsteps))
         self.compare_exact = bool(compare_exact)
         self.coupling_rtol = float(coupling_rtol)
+        self.emulator_tolerance = float(emulator_tolerance)
         if _pulser_noise_is_stochastic(noise_model) and not n_trajectories:
             raise QepValueError("the noise model has shot-to-shot noise: set 'n_trajectories' explicitly")
         if emulator != "pulser" and (noise_model is not None or with_modulation):
@@ -148,7 +150,7 @@ class AdiabaticBackend:
         except ImportError:
             raise QepValueError(f"emulator {self.emulator!r} is not available yet (qep_analog.equilibrium."
                                 f"emulators.emulate); use emulator='pulser'") from None
-        return np.asarray(emulate(sequence, method=self.emulator).state)
+        return np.asarray(emulate(sequence, method=self.emulator, tolerance=self.emulator_tolerance).state)
 
     def prepare(self, hamiltonian: Hamiltonian, theta, x=None, nudge: PauliSum | None = None,
                 reference: EquilibriumState | None = None) -> EquilibriumState:

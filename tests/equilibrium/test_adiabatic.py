@@ -121,3 +121,23 @@ def test_wrong_hamiltonian_refused():
 def test_unknown_option_refused():
     with pytest.raises(QepValueError):
         get_backend("adiabatic", model=_model(), duraton_ns=100)
+
+
+def test_fast_emulator_reproduces_pulser_state():
+    model = _model(phase=0.4)
+    h, theta = model.hamiltonian(), model.theta()
+    states = [get_backend("adiabatic", model=model, duration_ns=1000, emulator=e).prepare(h, theta, [1.0]).state
+              for e in ("pulser", "krylov")]
+    assert abs(np.vdot(*states)) ** 2 >= 1 - 1e-4
+
+
+def test_channel_modulation_changes_z_statistics_little():
+    """With WeightedAnalogDevice's modulation bandwidths Ω falls after the sequence; Z-basis statistics
+    (all a QEP step reads) move by a total-variation distance ≲ 1e-2 (PHYSICS.md §3)."""
+    model = _model(device="WeightedAnalogDevice")
+    h, theta = model.hamiltonian(), model.theta()
+    plain = get_backend("adiabatic", model=model, duration_ns=2000).prepare(h, theta, [1.0])
+    modulated = get_backend("adiabatic", model=model, duration_ns=2000, with_modulation=True).prepare(h, theta,
+                                                                                                      [1.0])
+    tv = 0.5 * np.abs(plain.probabilities() - modulated.probabilities()).sum()
+    assert 0 < tv <= 1e-2
