@@ -18,7 +18,6 @@ sequence and its DMM plan.
 
 from __future__ import annotations
 
-
 import numpy as np
 import scipy.linalg
 
