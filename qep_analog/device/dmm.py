@@ -30,7 +30,7 @@ from qep_analog.device.devices import global_channel
 from qep_analog.errors import QepRuntimeError, QepValueError
 
 WEIGHT_DECIMALS = 6
-_MARGIN = 1.0 + 1e-6
+_MARGIN = 1.0 + 1e-3
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,7 +58,8 @@ def _dmm(device: BaseDevice, needed_for: str):
     if not device.dmm_channels:
         raise QepValueError(
             f"device {device.name!r} has no DMM, but {needed_for} needs local detunings; use a device with a "
-            f"DMM (WeightedAnalogDevice, DigitalAnalogDevice, MockDevice, devices/qep_lab_device.json)")
+            f"DMM (WeightedAnalogDevice, DigitalAnalogDevice, MockDevice, devices/qep_lab_device.json)"
+        )
     dmm_id = sorted(device.dmm_channels)[0]
     return dmm_id, device.dmm_channels[dmm_id]
 
@@ -83,14 +84,23 @@ def plan_detunings(
     _, channel = global_channel(device)
     max_abs = channel.max_abs_detuning
     if start_detuning is not None and max_abs is not None and abs(start_detuning) > max_abs:
-        raise QepValueError(f"'start_detuning' = {start_detuning:.4g} rad/µs exceeds the global channel's "
-                            f"max_abs_detuning = {max_abs:.4g} rad/µs of {device.name}")
+        raise QepValueError(
+            f"'start_detuning' = {start_detuning:.4g} rad/µs exceeds the global channel's "
+            f"max_abs_detuning = {max_abs:.4g} rad/µs of {device.name}"
+        )
     top, bottom = float(d.max()), float(d.min())
     if top - bottom <= atol:
         ref = float(d.mean())
         _check_global(ref, max_abs, device, what)
-        return DetuningPlan(targets=d, delta_reference=ref, dmm_amplitude=0.0, weights=None, dmm_id=None,
-                            realised=np.full_like(d, ref), reason="uniform targets: global detuning only")
+        return DetuningPlan(
+            targets=d,
+            delta_reference=ref,
+            dmm_amplitude=0.0,
+            weights=None,
+            dmm_id=None,
+            realised=np.full_like(d, ref),
+            reason="uniform targets: global detuning only",
+        )
     dmm_id, dmm = _dmm(device, what)
     m = float(dmm.min_avg_abs_detuning or 0.0)
     if not 0 < shape_mean <= 1:
@@ -101,31 +111,46 @@ def plan_detunings(
     ref, reason = top, "reference = max target (atoms at it get weight 0)"
     if small.size:
         ref = top + min_offset * _MARGIN
-        reason = (f"atoms {[f'q{i}' for i in small]} sit {offsets[small].round(4).tolist()} rad/µs below the "
-                  f"top target, less than min_avg_abs_detuning/shape_mean = {min_offset:.4g} rad/µs, so the "
-                  f"reference is raised to max target + {min_offset:.4g} rad/µs")
+        reason = (
+            f"atoms {[f'q{i}' for i in small]} sit {offsets[small].round(4).tolist()} rad/µs below the "
+            f"top target, less than min_avg_abs_detuning/shape_mean = {min_offset:.4g} rad/µs, so the "
+            f"reference is raised to max target + {min_offset:.4g} rad/µs"
+        )
         problems = _limit_problems(d, ref, dmm, max_abs)
         if problems:
             raise QepRuntimeError(
                 f"cannot realise {what} on {device.name}: atoms {[f'q{i}' for i in small]} differ from the "
                 f"top target by {offsets[small].round(4).tolist()} rad/µs, below min_avg_abs_detuning/shape_mean"
                 f" = {min_offset:.4g} rad/µs; raising the reference to {ref:.4g} rad/µs would break "
-                + "; ".join(problems) + ". Use a larger nudge (β), a reference detuning with more room, or "
-                "a device with a smaller min_avg_abs_detuning")
+                + "; ".join(problems)
+                + ". Use a larger nudge (β), a reference detuning with more room, or "
+                "a device with a smaller min_avg_abs_detuning"
+            )
     problems = _limit_problems(d, ref, dmm, max_abs)
     if problems:
-        raise QepValueError(f"cannot realise {what} {d.round(4).tolist()} rad/µs on {device.name}: "
-                            + "; ".join(problems))
+        raise QepValueError(
+            f"cannot realise {what} {d.round(4).tolist()} rad/µs on {device.name}: "
+            + "; ".join(problems)
+        )
     amplitude = bottom - ref
     weights = np.round((ref - d) / (ref - bottom), WEIGHT_DECIMALS)
-    return DetuningPlan(targets=d, delta_reference=float(ref), dmm_amplitude=float(amplitude), weights=weights,
-                        dmm_id=dmm_id, realised=ref + weights * amplitude, reason=reason)
+    return DetuningPlan(
+        targets=d,
+        delta_reference=float(ref),
+        dmm_amplitude=float(amplitude),
+        weights=weights,
+        dmm_id=dmm_id,
+        realised=ref + weights * amplitude,
+        reason=reason,
+    )
 
 
 def _check_global(ref: float, max_abs: float | None, device: BaseDevice, what: str) -> None:
     if max_abs is not None and abs(ref) > max_abs:
-        raise QepValueError(f"cannot realise {what} on {device.name}: the global detuning {ref:.4g} rad/µs exceeds "
-                            f"max_abs_detuning = {max_abs:.4g} rad/µs")
+        raise QepValueError(
+            f"cannot realise {what} on {device.name}: the global detuning {ref:.4g} rad/µs exceeds "
+            f"max_abs_detuning = {max_abs:.4g} rad/µs"
+        )
 
 
 def _limit_problems(d: np.ndarray, ref: float, dmm, max_abs: float | None) -> list[str]:
@@ -133,16 +158,27 @@ def _limit_problems(d: np.ndarray, ref: float, dmm, max_abs: float | None) -> li
     amplitude = float(d.min()) - ref
     weights = (ref - d) / (ref - d.min())
     if max_abs is not None and abs(ref) > max_abs:
-        out.append(f"the global channel's max_abs_detuning = {max_abs:.4g} rad/µs (reference {ref:.4g})")
+        out.append(
+            f"the global channel's max_abs_detuning = {max_abs:.4g} rad/µs (reference {ref:.4g})"
+        )
     if dmm.bottom_detuning is not None and amplitude < dmm.bottom_detuning:
-        out.append(f"the DMM bottom_detuning = {dmm.bottom_detuning:.4g} rad/µs (Δ = {amplitude:.4g})")
-    if dmm.total_bottom_detuning is not None and weights.sum() * amplitude < dmm.total_bottom_detuning:
-        out.append(f"the DMM total_bottom_detuning = {dmm.total_bottom_detuning:.4g} rad/µs "
-                   f"(Σw·Δ = {weights.sum() * amplitude:.4g})")
+        out.append(
+            f"the DMM bottom_detuning = {dmm.bottom_detuning:.4g} rad/µs (Δ = {amplitude:.4g})"
+        )
+    if (
+        dmm.total_bottom_detuning is not None
+        and weights.sum() * amplitude < dmm.total_bottom_detuning
+    ):
+        out.append(
+            f"the DMM total_bottom_detuning = {dmm.total_bottom_detuning:.4g} rad/µs "
+            f"(Σw·Δ = {weights.sum() * amplitude:.4g})"
+        )
     return out
 
 
-def step_map(changes, device: BaseDevice, *, active_fraction: float, what: str = "the step nudge") -> DetuningPlan:
+def step_map(
+    changes, device: BaseDevice, *, active_fraction: float, what: str = "the step nudge"
+) -> DetuningPlan:
     """A second detuning map for a nudge switched on as a step (changes e_i, rad/µs):
     global step max e plus a DMM map (weights (max e − e_i)/(max e − min e)), held for
     ``active_fraction`` of the pulse (enters the min_avg_abs_detuning check)."""

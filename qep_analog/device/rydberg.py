@@ -82,7 +82,9 @@ class RydbergModel:
         n = pos.shape[0]
         det = np.array(self.detunings, dtype=float).reshape(-1)
         if det.shape != (n,) or not np.all(np.isfinite(det)):
-            raise QepValueError(f"'detunings' must be {n} finite values (rad/µs), not {det.tolist()}")
+            raise QepValueError(
+                f"'detunings' must be {n} finite values (rad/µs), not {det.tolist()}"
+            )
         det.setflags(write=False)
         object.__setattr__(self, "detunings", det)
         for field in ("omega", "phase"):
@@ -91,14 +93,20 @@ class RydbergModel:
                 raise QepValueError(f"'{field}' must be finite, not {value}")
             object.__setattr__(self, field, value)
         if self.input_mode not in ("local", "global"):
-            raise QepValueError(f"'input_mode' must be 'local' or 'global', not {self.input_mode!r}")
+            raise QepValueError(
+                f"'input_mode' must be 'local' or 'global', not {self.input_mode!r}"
+            )
         for field in ("input_atoms", "output_atoms"):
             atoms = tuple(int(a) for a in getattr(self, field))
             bad = [a for a in atoms if not 0 <= a < n]
             if bad or len(set(atoms)) != len(atoms):
-                raise QepValueError(f"'{field}' must be distinct atom indices in 0..{n - 1}, not {list(atoms)}")
+                raise QepValueError(
+                    f"'{field}' must be distinct atom indices in 0..{n - 1}, not {list(atoms)}"
+                )
             object.__setattr__(self, field, atoms)
-        trainable = tuple(range(n)) if self.trainable_detunings is None else tuple(self.trainable_detunings)
+        trainable = (
+            tuple(range(n)) if self.trainable_detunings is None else tuple(self.trainable_detunings)
+        )
         object.__setattr__(self, "trainable_detunings", tuple(int(a) for a in trainable))
 
     # ------------------------------------------------------------------ geometry
@@ -135,35 +143,76 @@ class RydbergModel:
                     continue
                 op = PauliProduct.parse(f"{letter}{i}", n)
                 if global_inputs:
-                    terms.append(Term(name=f"drive_{letter.lower()}_{i}", operator=op, role="input",
-                                      coefficient=0.5 * c, parameter="omega"))
+                    terms.append(
+                        Term(
+                            name=f"drive_{letter.lower()}_{i}",
+                            operator=op,
+                            role="input",
+                            coefficient=0.5 * c,
+                            parameter="omega",
+                        )
+                    )
                 else:
-                    terms.append(Term(name=f"drive_{letter.lower()}_{i}", operator=op,
-                                      coefficient=0.5 * c * self.omega))
+                    terms.append(
+                        Term(
+                            name=f"drive_{letter.lower()}_{i}",
+                            operator=op,
+                            coefficient=0.5 * c * self.omega,
+                        )
+                    )
         for i in range(n):
             op = PauliProduct.parse(f"n{i}", n)
             if i in self.trainable_detunings:
-                terms.append(Term(name=f"delta_{i}", operator=op, role="trainable", coefficient=-1.0,
-                                  parameter=f"delta_{i}"))
+                terms.append(
+                    Term(
+                        name=f"delta_{i}",
+                        operator=op,
+                        role="trainable",
+                        coefficient=-1.0,
+                        parameter=f"delta_{i}",
+                    )
+                )
             elif self.detunings[i] != 0.0:
                 terms.append(Term(name=f"delta_{i}", operator=op, coefficient=-self.detunings[i]))
             if global_inputs:
-                terms.append(Term(name=f"input_{i}", operator=op, role="input", coefficient=-1.0,
-                                  parameter="delta_global"))
+                terms.append(
+                    Term(
+                        name=f"input_{i}",
+                        operator=op,
+                        role="input",
+                        coefficient=-1.0,
+                        parameter="delta_global",
+                    )
+                )
             elif i in self.input_atoms:
-                terms.append(Term(name=f"input_{i}", operator=op, role="input", coefficient=-1.0,
-                                  parameter=f"x_{i}"))
+                terms.append(
+                    Term(
+                        name=f"input_{i}",
+                        operator=op,
+                        role="input",
+                        coefficient=-1.0,
+                        parameter=f"x_{i}",
+                    )
+                )
         coupling = self.couplings()
         for i, j in self.pairs:
             op = PauliProduct.parse(f"n{i} n{j}", n)
             if self.train_positions:
-                terms.append(Term(name=f"J_{i}_{j}", operator=op, role="trainable", parameter=f"J_{i}_{j}"))
+                terms.append(
+                    Term(name=f"J_{i}_{j}", operator=op, role="trainable", parameter=f"J_{i}_{j}")
+                )
             else:
                 terms.append(Term(name=f"J_{i}_{j}", operator=op, coefficient=coupling[i, j]))
-        outputs = tuple(Output(name=f"n_{ell}", observable=PauliSum(((1.0, PauliProduct.parse(f"n{ell}", n)),)))
-                        for ell in self.output_atoms)
-        return Hamiltonian(n_qubits=n, terms=tuple(terms), outputs=outputs,
-                           description=f"Rydberg array on {self.device.name}, C6={self.c6:g} rad/µs·µm⁶")
+        outputs = tuple(
+            Output(name=f"n_{ell}", observable=PauliSum(((1.0, PauliProduct.parse(f"n{ell}", n)),)))
+            for ell in self.output_atoms
+        )
+        return Hamiltonian(
+            n_qubits=n,
+            terms=tuple(terms),
+            outputs=outputs,
+            description=f"Rydberg array on {self.device.name}, C6={self.c6:g} rad/µs·µm⁶",
+        )
 
     def theta(self) -> np.ndarray:
         """Trainable values in ``hamiltonian().parameter_names`` order (J from the positions)."""
@@ -171,7 +220,9 @@ class RydbergModel:
         values = []
         for name in self.hamiltonian().parameter_names:
             kind, *idx = name.split("_")
-            values.append(coupling[int(idx[0]), int(idx[1])] if kind == "J" else self.detunings[int(idx[0])])
+            values.append(
+                coupling[int(idx[0]), int(idx[1])] if kind == "J" else self.detunings[int(idx[0])]
+            )
         return np.array(values)
 
     def inputs(self, x) -> np.ndarray:
@@ -181,11 +232,15 @@ class RydbergModel:
         names = self.hamiltonian().input_names
         if self.input_mode == "global" and self.input_atoms:
             if x.size != 2:
-                raise QepValueError(f"global-mode input must be (omega, delta_global), not {x.tolist()}")
+                raise QepValueError(
+                    f"global-mode input must be (omega, delta_global), not {x.tolist()}"
+                )
             lookup = {"omega": x[0], "delta_global": x[1]}
             return np.array([lookup[k] for k in names])
         if x.size != len(self.input_atoms):
-            raise QepValueError(f"input must have one value per input atom {list(self.input_atoms)}, not {x.size}")
+            raise QepValueError(
+                f"input must have one value per input atom {list(self.input_atoms)}, not {x.size}"
+            )
         return x.copy()
 
     def controls(self, theta, x, coupling_rtol: float = 1e-6) -> dict:
@@ -208,7 +263,8 @@ class RydbergModel:
                 if abs(value - coupling[i, j]) > coupling_rtol * max(abs(coupling[i, j]), 1e-12):
                     raise QepValueError(
                         f"coupling J_{i}_{j} = {value:.6g} rad/µs is not C6/r⁶ = {coupling[i, j]:.6g} of the "
-                        f"model's positions; update positions (RydbergModel.position_gradient) instead")
+                        f"model's positions; update positions (RydbergModel.position_gradient) instead"
+                    )
         omega = self.omega
         for name, value in zip(h.input_names, xv, strict=True):
             if name == "omega":
@@ -217,7 +273,12 @@ class RydbergModel:
                 det = det + value
             else:
                 det[int(name.split("_")[1])] += value
-        return {"positions_um": self.positions_um, "omega": omega, "phase": self.phase, "detunings": det}
+        return {
+            "positions_um": self.positions_um,
+            "omega": omega,
+            "phase": self.phase,
+            "detunings": det,
+        }
 
     # ------------------------------------------------------------------ chain rule
     def position_gradient(self, grad_couplings) -> np.ndarray:
@@ -250,10 +311,13 @@ class RydbergModel:
     # ------------------------------------------------------------------ constraints
     def limits(self) -> dict:
         _, ch = global_channel(self.device)
-        return {"min_distance_um": float(self.device.min_atom_distance),
-                "max_radial_distance_um": self.device.max_radial_distance,
-                "max_atoms": self.device.max_atom_num,
-                "max_omega": ch.max_amp, "max_abs_delta": ch.max_abs_detuning}
+        return {
+            "min_distance_um": float(self.device.min_atom_distance),
+            "max_radial_distance_um": self.device.max_radial_distance,
+            "max_atoms": self.device.max_atom_num,
+            "max_omega": ch.max_amp,
+            "max_abs_delta": ch.max_abs_detuning,
+        }
 
     def violations(self, positions_um=None, detunings=None, omega=None) -> list[str]:
         """Every device constraint broken by these controls, as messages naming atoms and limits."""
@@ -269,22 +333,30 @@ class RydbergModel:
         dist = np.sqrt(np.sum((pos[:, None] - pos[None]) ** 2, axis=-1))
         for i, j in self.pairs:
             if dist[i, j] < dmin * (1 - 1e-9):
-                out.append(f"atoms q{i}, q{j} are {dist[i, j]:.4g} µm apart, below 'min_atom_distance' = "
-                           f"{dmin:g} µm of {name}")
+                out.append(
+                    f"atoms q{i}, q{j} are {dist[i, j]:.4g} µm apart, below 'min_atom_distance' = "
+                    f"{dmin:g} µm of {name}"
+                )
         rmax = lim["max_radial_distance_um"]
         if rmax is not None:
             for i, r in enumerate(np.linalg.norm(pos, axis=1)):
                 if r > rmax * (1 + 1e-9):
-                    out.append(f"atom q{i} is {r:.4g} µm from the centre, beyond 'max_radial_distance' = "
-                               f"{rmax:g} µm of {name}")
+                    out.append(
+                        f"atom q{i} is {r:.4g} µm from the centre, beyond 'max_radial_distance' = "
+                        f"{rmax:g} µm of {name}"
+                    )
         if lim["max_omega"] is not None and abs(omega) > lim["max_omega"]:
-            out.append(f"'omega' = {omega:.4g} rad/µs exceeds the global channel's max_amp = "
-                       f"{lim['max_omega']:.4g} rad/µs of {name}")
+            out.append(
+                f"'omega' = {omega:.4g} rad/µs exceeds the global channel's max_amp = "
+                f"{lim['max_omega']:.4g} rad/µs of {name}"
+            )
         if lim["max_abs_delta"] is not None:
             for i, d in enumerate(det):
                 if abs(d) > lim["max_abs_delta"]:
-                    out.append(f"detuning of q{i} = {d:.4g} rad/µs exceeds max_abs_detuning = "
-                               f"{lim['max_abs_delta']:.4g} rad/µs of {name}")
+                    out.append(
+                        f"detuning of q{i} = {d:.4g} rad/µs exceeds max_abs_detuning = "
+                        f"{lim['max_abs_delta']:.4g} rad/µs of {name}"
+                    )
         return out
 
     def validate(self) -> RydbergModel:
@@ -325,7 +397,9 @@ class RydbergModel:
         model = self.with_(positions_um=pos, detunings=det)
         problems = model.violations()
         if problems:
-            raise QepValueError("projection onto the device constraints failed: " + "; ".join(problems))
+            raise QepValueError(
+                "projection onto the device constraints failed: " + "; ".join(problems)
+            )
         return model
 
     # ------------------------------------------------------------------ pulser objects
@@ -347,5 +421,7 @@ class RydbergModel:
         try:
             reg = reg.with_automatic_layout(self.device)
         except (ValueError, NotImplementedError) as exc:
-            raise QepValueError(f"no trap layout for this register on {self.device.name}: {exc}") from None
+            raise QepValueError(
+                f"no trap layout for this register on {self.device.name}: {exc}"
+            ) from None
         return reg, time.perf_counter() - start

@@ -41,16 +41,22 @@ class RampSpec:
 
     def __post_init__(self) -> None:
         if not isinstance(self.duration_ns, (int, np.integer)) or self.duration_ns < 16:
-            raise QepValueError(f"'duration_ns' must be an integer ≥ 16 ns, not {self.duration_ns!r}")
+            raise QepValueError(
+                f"'duration_ns' must be an integer ≥ 16 ns, not {self.duration_ns!r}"
+            )
         if self.shape not in SHAPES:
             raise QepValueError(f"'shape' must be one of {SHAPES}, not {self.shape!r}")
         if not np.isfinite(self.start_detuning) or self.start_detuning >= 0:
-            raise QepValueError(f"'start_detuning' must be < 0 rad/µs (|g…g⟩ is then the ground state), "
-                                f"not {self.start_detuning}")
+            raise QepValueError(
+                f"'start_detuning' must be < 0 rad/µs (|g…g⟩ is then the ground state), "
+                f"not {self.start_detuning}"
+            )
         if self.nudge_switch != "ramped":
             if not isinstance(self.nudge_switch, (int, float)) or not 0 <= self.nudge_switch < 1:
-                raise QepValueError(f"'nudge_switch' must be 'ramped' or a fraction in [0, 1), "
-                                    f"not {self.nudge_switch!r}")
+                raise QepValueError(
+                    f"'nudge_switch' must be 'ramped' or a fraction in [0, 1), "
+                    f"not {self.nudge_switch!r}"
+                )
 
     def shape_samples(self) -> np.ndarray:
         """s at every ns sample, from exactly 0 to exactly 1."""
@@ -63,14 +69,20 @@ def check_duration(device, duration_ns: int) -> None:
     clocks = [ch.clock_period] + [d.clock_period for d in device.dmm_channels.values()]
     for clock in clocks:
         if duration_ns % clock:
-            raise QepValueError(f"'duration_ns' = {duration_ns} must be a multiple of the {clock} ns clock "
-                                f"of {device.name}")
+            raise QepValueError(
+                f"'duration_ns' = {duration_ns} must be a multiple of the {clock} ns clock "
+                f"of {device.name}"
+            )
     if ch.min_duration and duration_ns < ch.min_duration:
-        raise QepValueError(f"'duration_ns' = {duration_ns} is below the channel min_duration {ch.min_duration} ns")
+        raise QepValueError(
+            f"'duration_ns' = {duration_ns} is below the channel min_duration {ch.min_duration} ns"
+        )
     limit = device.max_sequence_duration
     if limit is not None and duration_ns > limit:
-        raise QepValueError(f"'duration_ns' = {duration_ns} exceeds max_sequence_duration = {limit} ns of "
-                            f"{device.name}")
+        raise QepValueError(
+            f"'duration_ns' = {duration_ns} exceeds max_sequence_duration = {limit} ns of "
+            f"{device.name}"
+        )
 
 
 def build_sequence(
@@ -91,7 +103,9 @@ def build_sequence(
     """
     check_duration(device, int(ramp.duration_ns))
     s = ramp.shape_samples()
-    plan = plan_detunings(detunings, device, shape_mean=float(s.mean()), start_detuning=ramp.start_detuning)
+    plan = plan_detunings(
+        detunings, device, shape_mean=float(s.mean()), start_detuning=ramp.start_detuning
+    )
     delta0 = ramp.start_detuning
     global_detuning = delta0 + s * (plan.delta_reference - delta0)
     ch_id, _ = global_channel(device)
@@ -101,22 +115,33 @@ def build_sequence(
     step = None
     if step_nudge is not None:
         if ramp.nudge_switch == "ramped":
-            raise QepValueError("'step_nudge' needs ramp.nudge_switch set to a fraction of the duration")
-        on = (np.arange(int(ramp.duration_ns)) >= ramp.nudge_switch * ramp.duration_ns).astype(float)
+            raise QepValueError(
+                "'step_nudge' needs ramp.nudge_switch set to a fraction of the duration"
+            )
+        on = (np.arange(int(ramp.duration_ns)) >= ramp.nudge_switch * ramp.duration_ns).astype(
+            float
+        )
         step = step_map(step_nudge, device, active_fraction=float(on.mean()))
         global_detuning = global_detuning + on * step.delta_reference
     try:
-        seq.add(Pulse(CustomWaveform(omega * s), CustomWaveform(global_detuning), phase), "rydberg_global")
+        seq.add(
+            Pulse(CustomWaveform(omega * s), CustomWaveform(global_detuning), phase),
+            "rydberg_global",
+        )
     except ValueError as exc:
-        raise QepValueError(f"global channel 'rydberg_global' of {device.name} refuses the ramp: {exc}") from None
+        raise QepValueError(
+            f"global channel 'rydberg_global' of {device.name} refuses the ramp: {exc}"
+        ) from None
     maps = []
     if plan.uses_dmm:
         maps.append((plan, s))
     if step is not None and step.uses_dmm:
         maps.append((step, on))
     if len(maps) == 2 and len(device.dmm_channels) < 2 and not device.reusable_channels:
-        raise QepValueError(f"a step nudge needs a second detuning map, but {device.name} has one DMM that "
-                            f"takes one map per sequence; use a device with reusable channels (MockDevice)")
+        raise QepValueError(
+            f"a step nudge needs a second detuning map, but {device.name} has one DMM that "
+            f"takes one map per sequence; use a device with reusable channels (MockDevice)"
+        )
     dmm_ids = sorted(device.dmm_channels)
     for k, (p, shape) in enumerate(maps):
         dmm_id = dmm_ids[k] if k < len(dmm_ids) else dmm_ids[0]
@@ -127,7 +152,9 @@ def build_sequence(
             (name,) = set(seq.declared_channels) - before
             seq.add_dmm_detuning(CustomWaveform(p.dmm_amplitude * shape), name)
         except ValueError as exc:
-            raise QepValueError(f"DMM {dmm_id!r} of {device.name} refuses the detuning map: {exc}") from None
+            raise QepValueError(
+                f"DMM {dmm_id!r} of {device.name} refuses the detuning map: {exc}"
+            ) from None
     if ramp.measure:
         seq.measure("ground-rydberg")
     return seq, plan
@@ -147,5 +174,12 @@ def model_sequence(model, controls: dict, ramp: RampSpec, *, nudge_detunings=Non
     if problems:
         raise QepValueError("; ".join(problems))
     reg = register if register is not None else model.register()
-    return build_sequence(reg, model.device, omega=controls["omega"], phase=controls["phase"], detunings=det,
-                          ramp=ramp, step_nudge=step)
+    return build_sequence(
+        reg,
+        model.device,
+        omega=controls["omega"],
+        phase=controls["phase"],
+        detunings=det,
+        ramp=ramp,
+        step_nudge=step,
+    )
