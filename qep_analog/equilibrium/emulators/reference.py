@@ -6,6 +6,8 @@ QuTiP ``sesolve`` with its default method ("adams"), ``atol``/``rtol`` as given 
 are atol = 1e-8, rtol = 1e-6), ``max_step`` = pulser's own choice (the shortest constant stretch
 of the samples) and ``nsteps`` large enough never to stop a run. The state comes back in
 pulser's (r, g) order and is reversed into OUR basis (index = int(bitstring, 2), '1' = Rydberg).
+Noise models are passed through unchanged (SPAM included); runs with collapse operators or
+shot-to-shot noise return pulser's aggregated density matrix, reversed likewise.
 """
 
 from __future__ import annotations
@@ -96,6 +98,7 @@ def run_pulser(
         "solver_options": dict(backend._qutip_options),
         "n_results": len(states),
         "noise_types": tuple(noise_model.noise_types) if noise_model is not None else (),
+        "n_trajectories": kwargs.get("n_trajectories"),
     }
     if len(states) == 1 and states[0].shape[1] == 1:
         return states[0][::-1, 0].copy(), info
