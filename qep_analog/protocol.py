@@ -65,7 +65,8 @@ SCHEMA: dict[str, dict[str, tuple]] = {
     # read by qep_analog.tasks (``qep-analog train``)
     "task": {"starts": (list,), "plot_resolution": (int,), "baseline_l2": _NUM},
     # ``--full``: per-section overrides for the paper-size run, e.g. full.training = {steps = 2000}
-    "full": {s: (dict,) for s in ("model", "data", "backend", "gradient", "training", "task")},
+    "full": {s: (dict,) for s in ("model", "data", "backend", "gradient", "training", "task", "oscillator",
+                                  "device")},
 }
 _EXTRA_SECTIONS: dict[str, Callable[[Mapping], None]] = {}
 
