@@ -319,6 +319,11 @@ class RydbergModel:
             "max_abs_delta": ch.max_abs_detuning,
         }
 
+    def dmm_bottom(self) -> float | None:
+        """The DMM's bottom detuning (rad/µs, ≤ 0), or None without a DMM or without a bound."""
+        dmms = self.device.dmm_channels
+        return None if not dmms else dmms[sorted(dmms)[0]].bottom_detuning
+
     def violations(self, positions_um=None, detunings=None, omega=None) -> list[str]:
         """Every device constraint broken by these controls, as messages naming atoms and limits."""
         pos = self.positions_um if positions_um is None else np.asarray(positions_um, float)
@@ -357,6 +362,12 @@ class RydbergModel:
                         f"detuning of q{i} = {d:.4g} rad/µs exceeds max_abs_detuning = "
                         f"{lim['max_abs_delta']:.4g} rad/µs of {name}"
                     )
+        bottom = self.dmm_bottom()
+        if bottom is not None and det.max() - det.min() > -bottom * (1 + 1e-9):
+            out.append(
+                f"local detunings span {det.max() - det.min():.4g} rad/µs, more than the DMM bottom_detuning "
+                f"|{bottom:.4g}| rad/µs of {name} (atoms q{int(det.argmin())}, q{int(det.argmax())})"
+            )
         return out
 
     def validate(self) -> RydbergModel:
@@ -374,6 +385,10 @@ class RydbergModel:
         det = np.array(self.detunings if detunings is None else detunings, dtype=float)
         if lim["max_abs_delta"] is not None:
             det = np.clip(det, -lim["max_abs_delta"], lim["max_abs_delta"])
+        bottom = self.dmm_bottom()
+        if bottom is not None and det.max() - det.min() > -bottom:
+            # the DMM reaches at most |bottom_detuning| below the global detuning
+            det = np.maximum(det, det.max() + bottom)
         dmin, rmax = lim["min_distance_um"] * (1 + 1e-6), lim["max_radial_distance_um"]
         for _ in range(max_iter):
             moved = False

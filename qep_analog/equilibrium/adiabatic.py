@@ -119,6 +119,19 @@ class AdiabaticBackend:
             raise QepValueError(f"emulator {emulator!r} supports neither noise nor modulation; use 'pulser'")
         self._model_h = model.hamiltonian()
 
+    def readout_error(self):
+        """The noise model's SPAM readout flips as a measurement-layer ReadoutError (or None).
+
+        pulser applies p_false_pos / p_false_neg only when it samples; our states carry none of it,
+        so pass this to the gradient config (``GradientConfig(readout=backend.readout_error())``).
+        """
+        from qep_analog.measurement.sampling import ReadoutError
+
+        nm = self.noise_model
+        if nm is None or "SPAM" not in nm.noise_types or not (nm.p_false_pos or nm.p_false_neg):
+            return None
+        return ReadoutError(p_false_pos=float(nm.p_false_pos), p_false_neg=float(nm.p_false_neg))
+
     def with_model(self, model: RydbergModel) -> AdiabaticBackend:
         new = object.__new__(AdiabaticBackend)
         new.__dict__.update(self.__dict__)

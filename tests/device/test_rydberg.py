@@ -108,3 +108,12 @@ def test_register_layout_on_weighted_device():
     reg, seconds = model.register_with_layout()
     assert reg.layout is not None and seconds > 0
     assert np.allclose(np.array([reg.qubits[q].as_array() for q in model.qubit_ids]), model.positions_um)
+
+
+def test_detuning_span_limited_by_dmm_bottom():
+    model = _model(device="WeightedAnalogDevice", positions_um=[[0, 0], [6, 0], [3, 5.5]], detunings=[-40, 30, 0],
+                   input_atoms=())
+    assert any("bottom_detuning" in v and "q0, q1" in v for v in model.violations())
+    projected = model.project()
+    assert projected.violations() == []
+    assert np.ptp(projected.detunings) <= 2 * np.pi * 10 + 1e-9
