@@ -224,3 +224,14 @@ def test_reference_sweep_10_atoms_against_pulser():
     corrected = emulate(seq, "subspace", correction=True)
     assert fidelity(corrected.state, ref) >= 0.999
     assert 1 - fidelity(corrected.state, ref) <= corrected.error_estimate + 1e-5
+
+
+def test_subspace_correction_refuses_a_resonant_cut():
+    # δ = 170 rad/µs > U_nn ≈ 158 rad/µs: exciting a blockaded neighbour is resonant
+    reg = Register.rectangle(1, 4, spacing=5.7, prefix="q")
+    seq = Sequence(reg, MockDevice)
+    seq.declare_channel("ising", "rydberg_global")
+    seq.add(Pulse.ConstantDetuning(RampWaveform(200, 0.0, 5.0), 170.0, 0.0), "ising")
+    with pytest.warns(UserWarning, match="not ≫ Ω_max"):
+        with pytest.raises(QepValueError, match="resonant"):
+            emulate(seq, "subspace", correction=True)

@@ -163,6 +163,7 @@ def emulate(
         )
         dimension = info["dimension"]
         info["correction"] = correction
+    info["with_modulation"] = False
     if spam is not None:
         info["spam"] = spam
     return EmulationResult(

@@ -266,7 +266,7 @@ def check_cut(sub: BlockadeSubspace, sampled: SampledSequence) -> float:
             f"interaction minus the largest detuning is {gap:.3g} rad/µs, not ≫ Ω_max = "
             f"{omega_max:.3g} rad/µs (ratio {gap / omega_max:.2g} < {WARN_RATIO:g}); the "
             f"perturbative error estimate is unreliable",
-            stacklevel=3,
+            stacklevel=4,
         )
     return gap
 
@@ -318,6 +318,12 @@ def propagate(
     """Evolve in the blockade subspace; return (full-space ψ, error estimate, info)."""
     sub = build_subspace(sampled.positions_um, sampled.c6, radius_um)
     gap_min = check_cut(sub, sampled)
+    if correction and np.isfinite(gap_min) and gap_min <= 0 and sampled.max_omega() > 0:
+        raise QepValueError(
+            f"blockade subspace at radius {radius_um:.2f} µm: a dropped configuration is "
+            f"resonant (gap {gap_min:.3g} rad/µs ≤ 0, facilitation); the Schrieffer–Wolff "
+            f"correction does not apply: lower 'blockade_radius_um' or use method='krylov'"
+        )
     psi0 = np.asarray(psi0_full, dtype=complex)
     outside = 1.0 - float(np.sum(np.abs(psi0[sub.states]) ** 2))
     if outside > 1e-12:
