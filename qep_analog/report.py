@@ -216,7 +216,7 @@ def slice_trajectories(results: dict):
     ax.set_ylabel("g_ZZ")
     what = "maximise ⟨X₀X₄⟩" if d["kind"] == "exploration" else "maximise |Δ⟨X₀X₄⟩/Δg_X|"
     ax.set_title(f"{results['task']} ({what}), g_ZXZ = {g_zxz}: trajectories (o start, * end)", fontsize=9)
-    ax.legend(fontsize=7, loc="lower left")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.12), ncol=3)
     return fig
 
 

@@ -57,52 +57,61 @@ def read_toml(path: str | Path) -> dict:
         raise QepValueError(f"{path}: not valid TOML: {exc}") from None
 
 
-def parse_override(text: str) -> tuple[str, str, object]:
-    """``section.key=value`` → (section, key, value); the value is read as TOML, else a string."""
+def parse_override(text: str) -> tuple[list[str], object]:
+    """``section.key=value`` (or a deeper ``a.b.c=value``) → (path, value); TOML value, else a string."""
     if "=" not in text or "." not in text.split("=", 1)[0]:
         raise QepValueError(f"'--set' expects section.key=value, not {text!r}")
     lhs, raw = text.split("=", 1)
-    section, key = lhs.strip().split(".", 1)
+    path = [part.strip() for part in lhs.split(".")]
     try:
         value = tomllib.loads(f"v = {raw.strip()}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw.strip()
-    return section, key, value
+    return path, value
 
 
-def merge_sections(sections: Mapping, overrides: Mapping[str, Mapping]) -> dict:
+def merge_sections(sections: Mapping, overrides: Mapping, where: str = "full") -> dict:
+    """Deep merge: tables in ``overrides`` update tables in ``sections`` key by key."""
     out = copy.deepcopy(dict(sections))
-    for section, table in overrides.items():
-        if not isinstance(table, Mapping):
-            raise QepValueError(f"'full.{section}' must be a table")
-        out.setdefault(section, {})
-        if not isinstance(out[section], dict):
-            raise QepValueError(f"[{section}] must be a table")
-        out[section].update(copy.deepcopy(dict(table)))
+    for key, value in overrides.items():
+        if isinstance(value, Mapping):
+            current = out.get(key, {})
+            if not isinstance(current, Mapping):
+                raise QepValueError(f"'{where}.{key}' is a table but the protocol's '{key}' is not")
+            out[key] = merge_sections(current, value, f"{where}.{key}")
+        else:
+            out[key] = copy.deepcopy(value)
     return out
+
+
+OSCILLATOR_TASKS = ("oscillator", "oscillator-regression")
 
 
 def is_oscillator(raw: Mapping) -> bool:
     head = raw.get("protocol")
-    return "network" in raw or (isinstance(head, Mapping) and head.get("task") == "oscillator")
+    return "oscillator" in raw or (isinstance(head, Mapping) and head.get("task") in OSCILLATOR_TASKS)
 
 
 def resolve(raw: Mapping, source: str, *, full: bool, overrides: Sequence[str] = ()) -> tuple[str, dict]:
     """(task, merged sections) after ``[full]`` (if ``full``) and ``--set`` overrides, validated."""
+    import qep_analog.learning.oscillator  # noqa: F401  (registers the [oscillator] section)
+
     sections = copy.deepcopy(dict(raw))
     full_tables = sections.pop("full", {}) or {}
-    sets: dict[str, dict] = {}
+    sets: dict = {}
     for text in overrides:
-        section, key, value = parse_override(text)
-        sets.setdefault(section, {})[key] = value
-    if is_oscillator(raw):
-        merged = merge_sections(sections, full_tables) if full else sections
-        return "oscillator", merge_sections(merged, sets)
+        path, value = parse_override(text)
+        node = sets
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
     validate(raw, source)  # the file as written, [full] included
     validate(merge_sections(sections, full_tables), f"{source} [full]")
     merged = merge_sections(sections, full_tables) if full else sections
-    merged = merge_sections(merged, sets)
+    merged = merge_sections(merged, sets, "--set")
     validate(merged, f"{source} (with --set)" if sets else source)
+    if is_oscillator(merged):
+        return "oscillator", merged
     task = merged.get("protocol", {}).get("task")
     if task not in ALL_TASKS:
         raise QepValueError(f"{source}: 'protocol.task' must be one of {list(ALL_TASKS)}, not {task!r}")

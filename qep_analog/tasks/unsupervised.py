@@ -121,7 +121,7 @@ def run_exploration(ctx: RunContext) -> dict:
                 "plot": {"trajectories": state["trajectories"], "kind": "exploration"}}
 
     result = _loop(ctx, starts, steps, step_fn, record_fn)
-    result["plot"].update(_slice_map(ctx, h, backend))
+    result["plot"].update(_slice_map(ctx, h, backend, result["plot"]["trajectories"]))
     return result
 
 
@@ -162,7 +162,7 @@ def run_sensitivity(ctx: RunContext) -> dict:
                 "plot": {"trajectories": state["trajectories"], "kind": "sensitivity"}}
 
     result = _loop(ctx, starts, steps, step_fn, record_fn)
-    result["plot"].update(_slice_map(ctx, h, backend))
+    result["plot"].update(_slice_map(ctx, h, backend, result["plot"]["trajectories"]))
     return result
 
 
@@ -180,11 +180,13 @@ def boundary_distance(g_x: float, g_zz: float, g_zxz: float = G_ZXZ) -> float:
     return float(min(d_lines, d_seg))
 
 
-def _slice_map(ctx: RunContext, h, backend) -> dict:
+def _slice_map(ctx: RunContext, h, backend, trajectories) -> dict:
     """⟨A⟩ over a (g_X, g_ZZ) grid covering the trajectories, for the background of the plot."""
     res = require_int(ctx.protocol.section("task"), "plot_resolution", 21, 2, "task")
-    g_x = np.linspace(-1.6, 1.6, res)
-    g_zz = np.linspace(-1.6, 1.6, res)
+    pts = np.array([p for t in trajectories for p in t])
+    xs, zs = pts[:, :-1].ravel(), pts[:, -1]
+    g_x = np.linspace(min(-1.6, xs.min() - 0.2), max(1.6, xs.max() + 0.2), res)
+    g_zz = np.linspace(min(-1.6, zs.min() - 0.2), max(1.6, zs.max() + 0.2), res)
     values = [[float(h.output_expectations(backend.prepare(
         h, h.theta_vector({"g_x": a, "g_zz": b}), None).state)[0]) for a in g_x] for b in g_zz]
     return {"grid_g_x": g_x.tolist(), "grid_g_zz": g_zz.tolist(), "grid_value": values, "g_zxz": _g_zxz(ctx)}

@@ -1,0 +1,202 @@
+"""``qep-analog train``: schedules, logistic baseline, validation errors, outputs, exact resume after SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from qep_analog.cli import main
+from qep_analog.tasks.common import learning_rate_at
+from qep_analog.tasks.supervised import logistic_accuracy, logistic_regression, triangle_grid
+from qep_analog.tasks.unsupervised import boundary_distance
+from qep_analog.train import resolve, run_training
+
+TINY = textwrap.dedent("""
+    [protocol]
+    name = "tiny"
+    task = "classifier"
+
+    [model]
+    kind = "tfim"
+    n_qubits = 3
+    input_qubits = [0, 1]
+    output_qubits = [2]
+    trainable_biases = true
+
+    [data]
+    kind = "blobs"
+    n_train = 30
+    n_test = 20
+    seed = 2
+    separation = 2.0
+
+    [backend]
+    name = "exact"
+
+    [gradient]
+    estimator = "symmetric"
+    beta = 0.1
+    shots = 50
+    measurement = "grouped"
+
+    [training]
+    optimizer = "adam"
+    learning_rate = 0.05
+    final_learning_rate = 0.01
+    schedule = "cosine"
+    batch_size = 4
+    steps = 7
+    eval_every = 3
+    seed = 5
+    init_scale = 0.5
+    metric = "sign"
+    checkpoint_every = 2
+
+    [task]
+    plot_resolution = 3
+
+    [full]
+    training = { steps = 9 }
+""")
+
+
+@pytest.fixture()
+def tiny(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY)
+    return path
+
+
+def test_schedules_hit_their_endpoints():
+    for schedule in ("exponential", "cosine"):
+        assert learning_rate_at(0, 100, initial=0.1, final=0.001, schedule=schedule) == pytest.approx(0.1)
+        assert learning_rate_at(100, 100, initial=0.1, final=0.001, schedule=schedule) == pytest.approx(0.001)
+        lrs = [learning_rate_at(s, 100, initial=0.1, final=0.001, schedule=schedule) for s in range(101)]
+        assert np.all(np.diff(lrs) <= 0)  # monotone decay
+    assert learning_rate_at(50, 100, initial=0.1, final=0.001, schedule="exponential") == pytest.approx(0.01)
+    assert learning_rate_at(37, 100, initial=0.1, final=0.001, schedule="constant") == 0.1
+
+
+def test_logistic_regression_is_a_stationary_point_and_separates():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((200, 2))
+    labels = np.where(x @ [1.0, -2.0] + 0.3 > 0, 1.0, -1.0)
+    w = logistic_regression(x, labels, l2=1e-2)
+    assert logistic_accuracy(w, x, labels) >= 0.97
+    # the regularised log-loss is stationary at w (finite differences)
+    y = (labels > 0).astype(float)
+    xb = np.hstack([x, np.ones((200, 1))])
+
+    def loss(v):
+        z = xb @ v
+        return np.mean(np.logaddexp(0, z) - y * z) + 0.5e-2 * np.sum(v[:-1] ** 2)
+
+    fd = [(loss(w + e) - loss(w - e)) / 2e-6 for e in np.eye(3) * 1e-6]
+    assert np.max(np.abs(fd)) < 1e-4
+
+
+def test_triangle_grid_and_slice_boundaries():
+    grid = triangle_grid(6)
+    assert len(grid) == 28 and np.allclose(grid.sum(axis=1), 4.0) and grid.min() >= 0
+    assert boundary_distance(0.5, 0.0) == pytest.approx(0.0)  # apex of |g_ZZ| = |g_X − 0.5|
+    assert boundary_distance(-0.5, 0.3) == pytest.approx(0.0)  # on the segment g_X = g_ZXZ
+    assert boundary_distance(1.5, 1.0) == pytest.approx(0.0)
+
+
+def test_validation_errors_are_one_line_exit_2(tiny: Path, capsys):
+    bad = tiny.parent / "bad.toml"
+    bad.write_text(TINY.replace("beta = 0.1", "betta = 0.1"))
+    assert main(["train", str(bad), "--out", str(tiny.parent / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "gradient.betta" in err and "\n" not in err
+    # a typo in [full] fails even without --full
+    bad.write_text(TINY.replace("training = { steps = 9 }", "training = { stepz = 9 }"))
+    assert main(["train", str(bad)]) == 2
+    assert "training.stepz" in capsys.readouterr().err
+    # wrong type and impossible values
+    bad.write_text(TINY.replace("steps = 7", 'steps = "seven"'))
+    assert main(["train", str(bad)]) == 2
+    assert "training.steps" in capsys.readouterr().err
+    bad.write_text(TINY.replace("steps = 7", "steps = 0"))
+    assert main(["train", str(bad), "--out", str(tiny.parent / "o")]) == 2
+    assert "training.steps" in capsys.readouterr().err
+    assert main(["train", str(tiny), "--set", "training.shedule=3"]) == 2
+    assert "training.shedule" in capsys.readouterr().err
+
+
+def test_full_and_set_overrides(tiny: Path):
+    raw = __import__("tomllib").loads(TINY)
+    _, reduced = resolve(raw, "tiny", full=False)
+    _, full = resolve(raw, "tiny", full=True, overrides=["gradient.measurement=gaussian", "training.seed=9"])
+    assert reduced["training"]["steps"] == 7 and "full" not in reduced
+    assert full["training"]["steps"] == 9 and full["gradient"]["measurement"] == "gaussian"
+    assert full["training"]["seed"] == 9
+
+
+def test_outputs_and_report(tiny: Path, tmp_path: Path):
+    res = run_training(tiny, out_dir=tmp_path / "run", progress=False)
+    out = tmp_path / "run"
+    for name in ("results.json", "report.md", "learning_curve.png", "classifier.png", "checkpoint.json"):
+        assert (out / name).is_file(), name
+    data = json.loads((out / "results.json").read_text())
+    for key in ("config", "seed", "versions", "history", "final", "theta"):
+        assert key in data
+    assert data["seed"] == 5 and len(data["history"]) == 7
+    assert data["versions"]["numpy"] == np.__version__
+    assert 0 <= data["final"]["test_accuracy"] <= 1 and 0 <= data["final"]["logistic_test_accuracy"] <= 1
+    # preparations are counted as in PHYSICS.md §1: (1 free + 2 × 2 nudged settings) × M per sample
+    if res["final"]["samples_dropped"] == 0:
+        assert data["final"]["preparations"] == 7 * 4 * (1 + 2 * 2) * 50
+    assert "test_accuracy" in (out / "report.md").read_text()
+
+
+_KILLER = textwrap.dedent("""
+    import os, signal, sys
+    from qep_analog.tasks.common import RunContext
+    original = RunContext.step_done
+    def step_done(self, step, n_steps, state):
+        original(self, step, n_steps, state)
+        if step == int(sys.argv[3]):
+            os.kill(os.getpid(), signal.SIGKILL)
+    RunContext.step_done = step_done
+    from qep_analog.cli import main
+    sys.exit(main(["train", sys.argv[1], "--out", sys.argv[2], "--no-progress"]))
+""")
+
+
+def _theta(out: Path) -> list[float]:
+    return list(json.loads((out / "results.json").read_text())["theta"].values())
+
+
+def test_resume_after_sigkill_is_bitwise_identical(tiny: Path, tmp_path: Path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    straight = tmp_path / "straight"
+    assert main(["train", str(tiny), "--out", str(straight), "--no-progress"]) == 0
+    killed = tmp_path / "killed"
+    # killed right after step 5 completes: the last checkpoint is step 4, so step 5 is redone
+    proc = subprocess.run([sys.executable, "-c", _KILLER, str(tiny), str(killed), "5"], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert not (killed / "results.json").exists()
+    saved = json.loads((killed / "checkpoint.json").read_text())
+    assert saved["state"]["trainer"]["step_"] == 4
+    assert main(["train", str(tiny), "--out", str(killed), "--resume", "--no-progress"]) == 0
+    assert _theta(killed) == _theta(straight)  # bitwise: floats round-trip exactly through JSON
+    a = json.loads((killed / "results.json").read_text())["history"]
+    b = json.loads((straight / "results.json").read_text())["history"]
+    assert a == b
+
+
+def test_resume_refuses_a_foreign_checkpoint(tiny: Path, tmp_path: Path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", str(tiny), "--out", str(out), "--no-progress"]) == 0
+    assert main(["train", str(tiny), "--out", str(out), "--resume", "--seed", "6", "--no-progress"]) == 2
+    assert "checkpoint" in capsys.readouterr().err
