@@ -141,3 +141,20 @@ def test_channel_modulation_changes_z_statistics_little():
                                                                                                       [1.0])
     tv = 0.5 * np.abs(plain.probabilities() - modulated.probabilities()).sum()
     assert 0 < tv <= 1e-2
+
+
+def test_lab_device_noise_model_with_trajectories():
+    """The custom lab device's noise model (SPAM, dephasing, relaxation, Doppler, amplitude) runs with
+    explicit trajectories; its readout flips go to the measurement layer."""
+    from qep_analog.device.devices import load_device
+
+    lab = load_device("qep_lab_device")
+    model = _model(device=lab, positions_um=POSITIONS[:3], detunings=[3.0, 4.0, 2.0], output_atoms=(2,))
+    h, theta = model.hamiltonian(), model.theta()
+    backend = get_backend("adiabatic", model=model, duration_ns=1000, noise_model=lab.noise_model, n_trajectories=6)
+    state = backend.prepare(h, theta, [1.0])
+    assert state.state.ndim == 2 and np.isclose(np.trace(state.state).real, 1.0, atol=1e-6)
+    clean = get_backend("adiabatic", model=model, duration_ns=1000).prepare(h, theta, [1.0])
+    assert state.info["fidelity"] < clean.info["fidelity"]
+    readout = backend.readout_error()
+    assert readout.p_false_pos == lab.noise_model.p_false_pos and readout.p_false_neg == lab.noise_model.p_false_neg
