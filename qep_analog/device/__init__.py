@@ -6,6 +6,21 @@ with g = |0⟩, r = |1⟩, n = (1 − Z)/2, Ω and δ in rad/µs, positions in �
 """
 
 from qep_analog.device.devices import device_limits, list_devices, load_device
+from qep_analog.device.dmm import DetuningPlan, plan_detunings
+from qep_analog.device.embedding import Embedding, embed_couplings
 from qep_analog.device.rydberg import RydbergModel
+from qep_analog.device.sequences import RampSpec, build_sequence, model_sequence
 
-__all__ = ["RydbergModel", "device_limits", "list_devices", "load_device"]
+__all__ = [
+    "DetuningPlan",
+    "Embedding",
+    "RampSpec",
+    "RydbergModel",
+    "build_sequence",
+    "device_limits",
+    "embed_couplings",
+    "list_devices",
+    "load_device",
+    "model_sequence",
+    "plan_detunings",
+]
