@@ -160,3 +160,28 @@ targets = [[1.0], [-1.0]]
     bad.write_text('[model]\nkind = "pauli"\nn_qubits = 2\nterms = [{operator = "Q0"}]\n[data]\ntargets=[[1.0]]\n')
     assert main(["gradient", str(bad)]) == 2
     assert "Pauli letter" in capsys.readouterr().err
+
+
+def test_hellmann_feynman_energy_derivative(tfim_problem):
+    h, theta, x, _ = tfim_problem
+    eps = 1e-6
+    for k in (0, 7, len(theta) - 1):
+        step = np.zeros_like(theta)
+        step[k] = eps
+        de = (EXACT.prepare(h, theta + step, x[0]).energy - EXACT.prepare(h, theta - step, x[0]).energy) / (2 * eps)
+        assert abs(de - h.derivative_expectations(EXACT.prepare(h, theta, x[0]).state)[k]) < 1e-6
+
+
+def test_massar_mognetti_cost_operator_objective_is_linear_in_z():
+    """⟨½(Z − d)²⟩ = ½(1 + d²) − d⟨Z⟩: its gradient is −d ∇⟨Z⟩, minimised by ⟨Z⟩ → sign d."""
+    from qep_analog.models.spin_models import massar_mognetti
+
+    rng = np.random.default_rng(11)
+    h = massar_mognetti(3, input_qubits=[0], output_qubits=[2])
+    theta = rng.normal(size=len(h.parameter_names))
+    x, d = [[0.7]], 0.4
+    cost = estimate_gradient(h, EXACT, theta, x, [[d]], GradientConfig(estimator="exact", nudge="cost-operator",
+                                                                        loss_scale=0.5))
+    linear = estimate_gradient(h, EXACT, theta, x, [[1.0]], GradientConfig(estimator="exact", nudge="error-signal",
+                                                                            loss="linear"))
+    np.testing.assert_allclose(cost.gradient, -d * linear.gradient, atol=1e-10)
