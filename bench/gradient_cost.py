@@ -30,7 +30,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from qep_analog.equilibrium import get_backend
-from qep_analog.learning import GradientConfig, estimate_gradient
+from qep_analog.learning import GradientConfig, estimate_gradient, measurement_plan
 from qep_analog.models.pauli import ProductTable
 from qep_analog.models.spin_models import cluster_phase_sensor, phase_targets, sample_triangle, transverse_field_ising
 from qep_analog.protocol import two_blobs
@@ -106,9 +106,7 @@ def study(name, h, backend, draw, n_draws, reps, shots_grid, betas, steps, setti
     for d in range(n_draws):
         theta, inputs, targets = draw(rng)
         exact = estimate_gradient(h, backend, theta, inputs, targets, GradientConfig(estimator="exact")).gradient
-        plan_cfg = GradientConfig(estimator="symmetric", beta=betas[0], shots=1)
-        probe = estimate_gradient(h, backend, theta, inputs[:1], targets[:1], plan_cfg)
-        per_m_qep = probe.preparations  # preparations per sample per shot: 1 free + 2 × settings
+        per_m_qep = 1 + 2 * len(measurement_plan(h).derivative_settings)  # per sample per shot
         qep = np.max([qep_cosines(h, backend, theta, inputs, targets, b, exact, shots_grid, reps, d)
                       for b in betas], axis=0)
         fd = np.max([fd_cosines(h, fd_probabilities(h, backend, theta, inputs, s), targets, s, exact,

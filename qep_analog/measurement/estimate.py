@@ -47,5 +47,5 @@ def estimate_products(bits: np.ndarray, products: Sequence[PauliProduct],
     values = product_outcomes(bits, products, readout)
     shots = bits.shape[0]
     means = values.mean(axis=1)
-    stderr = values.std(axis=1, ddof=1) / np.sqrt(shots) if shots > 1 else np.full(len(products), np.inf)
+    stderr = values.std(axis=1, ddof=1) / np.sqrt(shots) if shots > 1 else np.full(len(products), np.nan)
     return means, stderr
