@@ -94,6 +94,7 @@ def build_sequence(
     detunings,
     ramp: RampSpec,
     step_nudge=None,
+    what: str = "the local detunings",
 ) -> tuple[pulser.Sequence, DetuningPlan]:
     """The pulser Sequence ramping to Ω, φ and final local detunings ``detunings`` (rad/µs).
 
@@ -104,7 +105,7 @@ def build_sequence(
     check_duration(device, int(ramp.duration_ns))
     s = ramp.shape_samples()
     plan = plan_detunings(
-        detunings, device, shape_mean=float(s.mean()), start_detuning=ramp.start_detuning
+        detunings, device, shape_mean=float(s.mean()), start_detuning=ramp.start_detuning, what=what
     )
     delta0 = ramp.start_detuning
     global_detuning = delta0 + s * (plan.delta_reference - delta0)
@@ -165,6 +166,9 @@ def model_sequence(model, controls: dict, ramp: RampSpec, *, nudge_detunings=Non
     are per-atom changes of the final detunings, ramped or stepped according to ``ramp``."""
     det = np.asarray(controls["detunings"], dtype=float)
     step = None
+    what = "the local detunings"
+    if nudge_detunings is not None and np.any(nudge_detunings):
+        what = f"the nudged local detunings (nudge {np.round(nudge_detunings, 4).tolist()} rad/µs)"
     if nudge_detunings is not None and np.any(nudge_detunings):
         if ramp.nudge_switch == "ramped":
             det = det + np.asarray(nudge_detunings, float)
@@ -182,4 +186,5 @@ def model_sequence(model, controls: dict, ramp: RampSpec, *, nudge_detunings=Non
         detunings=det,
         ramp=ramp,
         step_nudge=step,
+        what=what,
     )

@@ -102,3 +102,17 @@ def test_model_sequence_on_weighted_device_validates_for_qpu():
     seq, _ = model_sequence(model, model.controls(model.theta(), []), RampSpec(duration_ns=1000),
                             register=model.register(layout=True))
     Backend.validate_sequence(seq, mimic_qpu=True)
+
+
+def test_unrealisable_nudge_is_explained_by_the_backend():
+    """Near the top of the global detuning range a 0.1 rad/µs nudge on WeightedAnalogDevice cannot be
+    realised (min_avg_abs_detuning); the backend says so instead of running a different nudge."""
+    from qep_analog.equilibrium import get_backend
+    from qep_analog.models.pauli import PauliSum
+
+    model = RydbergModel(positions_um=[[0, 0], [7, 0], [3.5, 6], [10, 7]], device="WeightedAnalogDevice",
+                         omega=6.0, detunings=[55.0, 62.0, 62.0, 62.0], output_atoms=(3,))
+    backend = get_backend("adiabatic", model=model, duration_ns=1000)
+    nudge = PauliSum.from_spec([[0.1, "n3"]], 4)
+    with pytest.raises(QepRuntimeError, match=r"nudged local detunings \(nudge .*min_avg_abs_detuning"):
+        backend.prepare(model.hamiltonian(), model.theta(), None, nudge)
