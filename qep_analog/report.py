@@ -188,12 +188,22 @@ def slice_trajectories(results: dict):
     import matplotlib.pyplot as plt
 
     d = results["plot"]
-    g_x, g_zz, val = np.array(d["grid_g_x"]), np.array(d["grid_g_zz"]), np.array(d["grid_value"])
-    g_zxz = d.get("g_zxz", -0.5)
-    fig, ax = plt.subplots(figsize=(6.2, 5.4))
+    maps = d["maps"]
+    fig, axes = plt.subplots(1, len(maps), figsize=(6.2 * len(maps), 5.4), squeeze=False)
+    for ax, grid in zip(axes[0], maps, strict=True):
+        _slice_panel(fig, ax, d, grid)
+    what = "maximise ⟨X₀X₄⟩" if d["kind"] == "exploration" else "maximise |Δ⟨X₀X₄⟩/Δg_X|"
+    fig.suptitle(f"{results['task']} ({what}), g_ZXZ = {d['g_zxz']}, 10 open sites: trajectories "
+                 "(o start, * end); phase boundaries dashed", fontsize=10)
+    return fig
+
+
+def _slice_panel(fig, ax, d: dict, grid: dict) -> None:
+    g_x, g_zz, val = np.array(grid["g_x"]), np.array(grid["g_zz"]), np.array(grid["value"])
+    g_zxz = d["g_zxz"]
     mesh = ax.pcolormesh(g_x, g_zz, val, shading="auto", cmap="viridis")
-    fig.colorbar(mesh, ax=ax, label="⟨X₀X₄⟩ (exact, 10 open sites)")
-    xs = np.linspace(g_x.min(), g_x.max(), 200)
+    fig.colorbar(mesh, ax=ax, label="⟨X₀X₄⟩ (exact)")
+    xs = np.linspace(g_x.min(), g_x.max(), 400)
     for sign in (1, -1):
         ax.plot(xs, sign * np.abs(xs + g_zxz), "w--", lw=1.3)
     ax.plot([g_zxz, g_zxz], [-2 * abs(g_zxz), 2 * abs(g_zxz)], "w--", lw=1.3, label="phase boundaries")
@@ -214,10 +224,7 @@ def slice_trajectories(results: dict):
     ax.set_ylim(g_zz.min(), g_zz.max())
     ax.set_xlabel("g_X")
     ax.set_ylabel("g_ZZ")
-    what = "maximise ⟨X₀X₄⟩" if d["kind"] == "exploration" else "maximise |Δ⟨X₀X₄⟩/Δg_X|"
-    ax.set_title(f"{results['task']} ({what}), g_ZXZ = {g_zxz}: trajectories (o start, * end)", fontsize=9)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.12), ncol=3)
-    return fig
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.12), ncol=3, facecolor="0.7")
 
 
 def classifier_map(results: dict):

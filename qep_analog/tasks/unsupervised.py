@@ -181,12 +181,20 @@ def boundary_distance(g_x: float, g_zz: float, g_zxz: float = G_ZXZ) -> float:
 
 
 def _slice_map(ctx: RunContext, h, backend, trajectories) -> dict:
-    """⟨A⟩ over a (g_X, g_ZZ) grid covering the trajectories, for the background of the plot."""
+    """⟨A⟩ on a (g_X, g_ZZ) grid around the phase boundaries (and, if the walks leave it, on a
+    second grid covering the trajectories), for the background of the plot."""
     res = require_int(ctx.protocol.section("task"), "plot_resolution", 21, 2, "task")
+
+    def grid(x_range, z_range):
+        g_x, g_zz = np.linspace(*x_range, res), np.linspace(*z_range, res)
+        values = [[float(h.output_expectations(backend.prepare(
+            h, h.theta_vector({"g_x": a, "g_zz": b}), None).state)[0]) for a in g_x] for b in g_zz]
+        return {"g_x": g_x.tolist(), "g_zz": g_zz.tolist(), "value": values}
+
+    out = {"g_zxz": _g_zxz(ctx), "maps": [grid((-1.6, 1.6), (-1.6, 1.6))]}
     pts = np.array([p for t in trajectories for p in t])
     xs, zs = pts[:, :-1].ravel(), pts[:, -1]
-    g_x = np.linspace(min(-1.6, xs.min() - 0.2), max(1.6, xs.max() + 0.2), res)
-    g_zz = np.linspace(min(-1.6, zs.min() - 0.2), max(1.6, zs.max() + 0.2), res)
-    values = [[float(h.output_expectations(backend.prepare(
-        h, h.theta_vector({"g_x": a, "g_zz": b}), None).state)[0]) for a in g_x] for b in g_zz]
-    return {"grid_g_x": g_x.tolist(), "grid_g_zz": g_zz.tolist(), "grid_value": values, "g_zxz": _g_zxz(ctx)}
+    if xs.min() < -1.6 or xs.max() > 1.6 or zs.min() < -1.6 or zs.max() > 1.6:
+        out["maps"].append(grid((min(-1.6, xs.min() - 0.3), max(1.6, xs.max() + 0.3)),
+                                (min(-1.6, zs.min() - 0.3), max(1.6, zs.max() + 0.3))))
+    return out
