@@ -5,22 +5,18 @@ Conventions (PHYSICS.md §3): H = Σ_i (Ω/2)(cos φ X_i + sin φ Y_i) − Σ_i 
 with g = |0⟩, r = |1⟩, n = (1 − Z)/2, Ω and δ in rad/µs, positions in µm, times in ns.
 """
 
-from qep_analog.device.devices import device_limits, list_devices, load_device
-from qep_analog.device.dmm import DetuningPlan, plan_detunings
-from qep_analog.device.embedding import Embedding, embed_couplings
-from qep_analog.device.rydberg import RydbergModel
-from qep_analog.device.sequences import RampSpec, build_sequence, model_sequence
+import importlib
 
-__all__ = [
-    "DetuningPlan",
-    "Embedding",
-    "RampSpec",
-    "RydbergModel",
-    "build_sequence",
-    "device_limits",
-    "embed_couplings",
-    "list_devices",
-    "load_device",
-    "model_sequence",
-    "plan_detunings",
-]
+_EXPORTS = {
+    "DetuningPlan": "dmm", "plan_detunings": "dmm", "Embedding": "embedding", "embed_couplings": "embedding",
+    "RydbergModel": "rydberg", "RampSpec": "sequences", "build_sequence": "sequences",
+    "model_sequence": "sequences", "device_limits": "devices", "list_devices": "devices", "load_device": "devices",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    # lazy: importing the package (e.g. for the CLI's [device] section) must not import pulser
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"qep_analog.device.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'qep_analog.device' has no attribute {name!r}")

@@ -34,6 +34,7 @@ from pulser.backend.abc import Backend
 from pulser.devices import Device
 
 from qep_analog.device.devices import device_json, load_device
+from qep_analog.device.protocol_section import register_protocol_section
 from qep_analog.device.rydberg import RydbergModel
 from qep_analog.device.sequences import RampSpec, model_sequence
 from qep_analog.equilibrium.adiabatic import nudge_to_detunings
@@ -414,26 +415,3 @@ def simulate_counts(bundle_dir: str | Path, counts_dir: str | Path, *, seed: int
             hits = rng.multinomial(shots or entry["shots"], probs / probs.sum())
             counts = {format(i, f"0{n}b"): int(c) for i, c in enumerate(hits) if c}
             (tmp / f"{entry['id']}.json").write_text(json.dumps(counts), encoding="utf-8")
-
-
-# ---------------------------------------------------------------------------- protocol section
-DEVICE_KEYS = {"name": str, "positions_um": list, "omega": (int, float), "phase": (int, float),
-               "detunings": list, "input_atoms": list, "output_atoms": list, "input_mode": str,
-               "train_positions": bool, "duration_ns": int, "start_detuning": (int, float), "shape": str,
-               "layout": bool, "position_learning_rate": (int, float)}
-
-
-def _validate_device_section(section) -> None:
-    if not isinstance(section, dict):
-        raise QepValueError("[device] must be a table")
-    for key, value in section.items():
-        if key not in DEVICE_KEYS:
-            raise QepValueError(f"unknown key 'device.{key}'; allowed: {sorted(DEVICE_KEYS)}")
-        if not isinstance(value, DEVICE_KEYS[key]) or (isinstance(value, bool) and DEVICE_KEYS[key] is not bool):
-            raise QepValueError(f"'device.{key}' has the wrong type: {value!r}")
-
-
-def register_protocol_section() -> None:
-    from qep_analog.protocol import register_section
-
-    register_section("device", _validate_device_section)

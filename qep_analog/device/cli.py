@@ -60,6 +60,9 @@ def _lab_counts(args) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from qep_analog.device.protocol_section import register_protocol_section
+
+    register_protocol_section()  # protocols may carry a [device] section for every command
     p = subparsers.add_parser("devices", help="list pulser devices and devices/*.json with key limits")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_devices)
