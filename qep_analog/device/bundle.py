@@ -401,8 +401,14 @@ def update_bundle(bundle_dir: str | Path, counts_dir: str | Path, out_dir: str |
 def simulate_counts(bundle_dir: str | Path, counts_dir: str | Path, *, seed: int = 0, shots: int | None = None,
                     noise_model=None, n_trajectories: int | None = None) -> None:
     """Play the lab: run every bundle sequence (loaded from its JSON) in pulser-simulation and write
-    counts sampled from the final state with a seeded Generator (atomic write)."""
+    counts sampled from the final state with a seeded Generator (atomic write). A noise model's SPAM
+    readout flips (p_false_pos, p_false_neg) are applied to the sampled bits, as a detector would."""
     from qep_analog.equilibrium.adiabatic import emulate_pulser
+    from qep_analog.measurement.sampling import ReadoutError, bits_to_counts
+
+    readout = None
+    if noise_model is not None and "SPAM" in noise_model.noise_types:
+        readout = ReadoutError(p_false_pos=float(noise_model.p_false_pos), p_false_neg=float(noise_model.p_false_neg))
 
     manifest = read_bundle(bundle_dir)
     rng = np.random.default_rng(seed)
@@ -414,4 +420,6 @@ def simulate_counts(bundle_dir: str | Path, counts_dir: str | Path, *, seed: int
             probs = np.abs(state) ** 2 if state.ndim == 1 else np.clip(np.real(np.diag(state)), 0, None)
             hits = rng.multinomial(shots or entry["shots"], probs / probs.sum())
             counts = {format(i, f"0{n}b"): int(c) for i, c in enumerate(hits) if c}
+            if readout is not None:
+                counts = bits_to_counts(readout.apply(counts_to_bits(counts, n), rng))
             (tmp / f"{entry['id']}.json").write_text(json.dumps(counts), encoding="utf-8")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from qep_analog.errors import QepValueError
+
 
 def _devices(args) -> int:
     from qep_analog.device.devices import list_devices
@@ -54,7 +56,15 @@ def _update(args) -> int:
 def _lab_counts(args) -> int:
     from qep_analog.device.bundle import simulate_counts
 
-    simulate_counts(args.bundle, args.counts_dir, seed=args.seed, shots=args.shots)
+    noise = None
+    if args.device_noise:
+        from qep_analog.device.bundle import read_bundle
+
+        noise = read_bundle(args.bundle)["_device_object"].noise_model
+        if noise is None:
+            raise QepValueError("--device-noise: the bundle's device has no noise model")
+    simulate_counts(args.bundle, args.counts_dir, seed=args.seed, shots=args.shots, noise_model=noise,
+                    n_trajectories=args.trajectories)
     print(f"wrote emulated counts to {args.counts_dir}")
     return 0
 
@@ -89,4 +99,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("counts_dir")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--shots", type=int, default=None)
+    p.add_argument("--device-noise", action="store_true", help="emulate with the device's own noise model")
+    p.add_argument("--trajectories", type=int, default=None, help="noise trajectories (shot-to-shot noise)")
     p.set_defaults(func=_lab_counts)

@@ -117,3 +117,15 @@ def test_detuning_span_limited_by_dmm_bottom():
     projected = model.project()
     assert projected.violations() == []
     assert np.ptp(projected.detunings) <= 2 * np.pi * 10 + 1e-9
+
+
+def test_global_input_mode_equals_shifted_controls():
+    """Inputs as global (Ω, δ): H(θ, (Ω', δ')) equals the local model with Ω = Ω' and every δ_i + δ'."""
+    model = _model(input_mode="global", input_atoms=(0,))
+    h = model.hamiltonian()
+    assert set(h.input_names) == {"omega", "delta_global"}
+    x = model.inputs([7.5, -1.2])
+    shifted = _model(input_atoms=(), omega=7.5, detunings=np.array([1.0, 2.5, -0.5]) - 1.2)
+    assert np.allclose(h.dense(model.theta(), x), shifted.hamiltonian().dense(shifted.theta()))
+    controls = model.controls(model.theta(), x)
+    assert controls["omega"] == 7.5 and np.allclose(controls["detunings"], shifted.detunings)
