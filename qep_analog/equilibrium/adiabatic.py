@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.linalg
+import scipy.sparse.linalg
 
 from qep_analog.device.rydberg import RydbergModel
 from qep_analog.device.sequences import RampSpec, model_sequence
@@ -166,6 +167,8 @@ class AdiabaticBackend:
 
     def prepare(self, hamiltonian: Hamiltonian, theta, x=None, nudge: PauliSum | None = None,
                 reference: EquilibriumState | None = None) -> EquilibriumState:
+        """Ramp to H(θ, x) + nudge and emulate. ``reference`` is not used: the ramp path, not an
+        eigensolver, decides which state is followed (crossings show up as low fidelity and overlap)."""
         self._check_hamiltonian(hamiltonian)
         theta = hamiltonian.theta_vector(theta)
         xv = hamiltonian.input_vector(x)
@@ -181,8 +184,13 @@ class AdiabaticBackend:
         info = dict(sequence=seq, detuning_plan=plan, duration_ns=self.ramp.duration_ns, emulator=self.emulator,
                     nudge_switch=self.ramp.nudge_switch, noise=self.noise_model is not None)
         gap = float("nan")
-        if self.compare_exact and hamiltonian.n_qubits <= 12:
-            w, v = scipy.linalg.eigh(h.toarray())
+        if self.compare_exact and hamiltonian.n_qubits <= 16:
+            if hamiltonian.n_qubits <= 10:
+                w, v = scipy.linalg.eigh(h.toarray())
+            else:  # Lanczos, tolerance 1e-10 on the two lowest levels
+                w, v = scipy.sparse.linalg.eigsh(h, k=2, which="SA", tol=1e-10)
+                order = np.argsort(w)
+                w, v = w[order], v[:, order]
             ground = v[:, 0]
             fid = (abs(np.vdot(ground, state)) ** 2 if state.ndim == 1
                    else float(np.real(np.vdot(ground, state @ ground))))
