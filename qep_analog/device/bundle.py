@@ -128,7 +128,8 @@ def model_from(spec: dict) -> RydbergModel:
 def sample_nudges(model: RydbergModel, target, beta: float) -> dict:
     """Per-phase detuning changes of one sample: ±β Ĉ(t) as local detunings on the outputs."""
     h = model.hamiltonian()
-    cost = Objective(kind="cost-operator", loss="mse").cost_operator(h, np.asarray(target, float))
+    objective = Objective(kind="cost-operator", loss="mse")
+    cost = objective.cost_operator(h, objective.check_targets(h, target))
     return {"free": np.zeros(model.n_atoms), "plus": nudge_to_detunings(cost.scaled(beta), model.n_atoms),
             "minus": nudge_to_detunings(cost.scaled(-beta), model.n_atoms)}
 
@@ -208,7 +209,12 @@ def write_bundle(spec: dict, out_dir: str | Path, *, step: int = 0, force: bool 
                     raise QepValueError(f"sequence s{k:03d}_{phase} fails pulser's validation on "
                                         f"{device.name}: {exc}") from None
             text = seq.to_abstract_repr()
-            pulser.Sequence.from_abstract_repr(text)  # must round-trip
+            try:
+                pulser.Sequence.from_abstract_repr(text)  # must round-trip
+            except Exception as exc:  # pulser raises schema / value errors of several kinds
+                raise QepValueError(
+                    f"sequence s{k:03d}_{phase} does not round-trip through pulser JSON: {exc}"
+                ) from None
             sid = f"s{k:03d}_{phase}"
             texts[f"sequences/{sid}.json"] = text
             if free_seq is None:
@@ -302,6 +308,16 @@ def read_bundle(bundle_dir: str | Path, *, expected_device: str | None = None) -
         if expected.name != device.name or device_json(expected) != device_json(device):
             raise QepValueError(f"bundle '{root}' is for device {device.name!r}, not {expected.name!r}")
     manifest["_device_object"] = device
+    try:
+        model = model_from(spec_from_manifest(manifest))
+        names = list(model.hamiltonian().parameter_names)
+    except QepValueError as exc:
+        raise QepValueError(f"{path}: the manifest's model is invalid: {exc}") from None
+    except (TypeError, ValueError, KeyError) as exc:
+        raise QepValueError(f"{path}: the manifest's model is invalid: {exc!r}") from None
+    if names != manifest["parameters"]["names"]:
+        raise QepValueError(f"{path}: parameter names {manifest['parameters']['names']} do not match the model's "
+                            f"{names}")
     return manifest
 
 
