@@ -41,7 +41,8 @@ from qep_analog.equilibrium.adiabatic import nudge_to_detunings
 from qep_analog.errors import QepValueError
 from qep_analog.learning.objectives import Objective
 from qep_analog.measurement.estimate import estimate_products
-from qep_analog.measurement.sampling import counts_to_bits
+from qep_analog.measurement.sampling import ReadoutError, counts_to_bits
+from qep_analog.models.pauli import PauliProduct
 
 FORMAT, VERSION = "qep_analog.rydberg-bundle", 1
 PHASES = ("free", "plus", "minus")
@@ -349,8 +350,11 @@ def spec_from_manifest(manifest: dict) -> dict:
             "data": dict(manifest["data"]), "training": dict(manifest["training"])}
 
 
-def gradient_from_bits(manifest: dict, bits: dict[str, np.ndarray]) -> dict:
-    """QEP gradient, standard errors and loss from the bitstrings of every sequence."""
+def gradient_from_bits(manifest: dict, bits: dict[str, np.ndarray], readout=None) -> dict:
+    """QEP gradient, standard errors and loss from the bitstrings of every sequence.
+
+    ``readout`` (a measurement-layer ReadoutError) mitigates known readout flips by inverting the
+    per-qubit confusion matrix (unbiased means, larger standard errors)."""
     model = model_from(spec_from_manifest(manifest))
     h = model.hamiltonian()
     if list(h.parameter_names) != manifest["parameters"]["names"]:
@@ -365,13 +369,13 @@ def gradient_from_bits(manifest: dict, bits: dict[str, np.ndarray]) -> dict:
         if set(phases) != set(PHASES):
             raise QepValueError(f"sample {k} lacks phases {sorted(set(PHASES) - set(phases))}")
         beta = phases["plus"]["beta"]
-        m_plus, s_plus = estimate_products(bits[phases["plus"]["id"]], table.products)
-        m_minus, s_minus = estimate_products(bits[phases["minus"]["id"]], table.products)
+        m_plus, s_plus = estimate_products(bits[phases["plus"]["id"]], table.products, readout)
+        m_minus, s_minus = estimate_products(bits[phases["minus"]["id"]], table.products, readout)
         grads.append(coef @ (m_plus - m_minus) / (2 * beta))
         variances.append((coef**2) @ (s_plus**2 + s_minus**2) / (2 * beta) ** 2)
-        free = bits[phases["free"]["id"]]
         t = np.asarray(phases["free"]["target"])
-        n_out = free[:, list(model.output_atoms)].mean(axis=0)
+        outs = [PauliProduct.parse(f"n{ell}", model.n_atoms) for ell in model.output_atoms]
+        n_out, _ = estimate_products(bits[phases["free"]["id"]], outs, readout)
         losses.append(float(np.sum(n_out * (1 - 2 * t) + t**2)))
     grad = np.mean(grads, axis=0)
     stderr = np.sqrt(np.sum(variances, axis=0)) / len(grads)
@@ -388,11 +392,19 @@ def apply_update(model: RydbergModel, gradient, *, learning_rate: float, positio
 
 
 def update_bundle(bundle_dir: str | Path, counts_dir: str | Path, out_dir: str | Path | None = None, *,
-                  expected_device: str | None = None, force: bool = False, drawings: bool = True) -> dict:
-    """``qep-analog update``: counts → gradient → new parameters → the next bundle (atomic)."""
+                  expected_device: str | None = None, force: bool = False, drawings: bool = True,
+                  readout: ReadoutError | None = None) -> dict:
+    """``qep-analog update``: counts → gradient → new parameters → the next bundle (atomic).
+
+    ``readout="device"`` mitigates with the SPAM rates of the bundle's device noise model."""
     manifest = read_bundle(bundle_dir, expected_device=expected_device)
     bits = read_counts(manifest, counts_dir)
-    result = gradient_from_bits(manifest, bits)
+    if readout == "device":
+        nm = manifest["_device_object"].noise_model
+        if nm is None or "SPAM" not in nm.noise_types:
+            raise QepValueError(f"readout mitigation: device {manifest['device']['name']!r} has no SPAM noise model")
+        readout = ReadoutError(p_false_pos=float(nm.p_false_pos), p_false_neg=float(nm.p_false_neg))
+    result = gradient_from_bits(manifest, bits, readout)
     spec = spec_from_manifest(manifest)
     model = model_from(spec)
     training = manifest["training"]
@@ -405,6 +417,7 @@ def update_bundle(bundle_dir: str | Path, counts_dir: str | Path, out_dir: str |
     report = {"from_bundle": str(Path(bundle_dir).resolve()), "from_step": manifest["step"],
               "names": result["names"], "gradient": result["gradient"].tolist(),
               "stderr": result["stderr"].tolist(), "loss": result["loss"],
+              "readout_mitigation": None if readout is None else [readout.p_false_pos, readout.p_false_neg],
               "positions_um": new_model.positions_um.tolist(), "detunings": new_model.detunings.tolist(),
               "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     spec.pop("device_object")

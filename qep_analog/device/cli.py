@@ -45,7 +45,8 @@ def _update(args) -> int:
     from qep_analog.device.bundle import update_bundle
 
     report = update_bundle(args.bundle, args.counts_dir, args.out, expected_device=args.device,
-                           force=args.force, drawings=not args.no_drawings)
+                           force=args.force, drawings=not args.no_drawings,
+                           readout="device" if args.mitigate_readout else None)
     if args.json:
         print(json.dumps(report, indent=1))
     else:
@@ -92,6 +93,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true")
     p.add_argument("--no-drawings", action="store_true")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--mitigate-readout", action="store_true",
+                   help="invert the readout confusion of the device's SPAM noise model")
     p.set_defaults(func=_update)
 
     p = subparsers.add_parser("lab-counts", help="emulate the lab: counts for a bundle from pulser-simulation")
