@@ -158,3 +158,22 @@ def test_lab_device_noise_model_with_trajectories():
     assert state.info["fidelity"] < clean.info["fidelity"]
     readout = backend.readout_error()
     assert readout.p_false_pos == lab.noise_model.p_false_pos and readout.p_false_neg == lab.noise_model.p_false_neg
+
+
+@pytest.mark.slow
+def test_cosine_ramps_beat_linear_ramps():
+    """Infidelity scales ~T⁻² for linear ramps and faster (~T⁻⁴) for cosine ramps (PHYSICS.md §3)."""
+    model = _model()
+    h, theta = model.hamiltonian(), model.theta()
+    durations = [1000, 2000, 4000]
+
+    def infidelities(shape):
+        return [get_backend("adiabatic", model=model, duration_ns=t, shape=shape).prepare(h, theta, [1.0])
+                .info["infidelity"] for t in durations]
+
+    cosine, linear = infidelities("cosine"), infidelities("linear")
+    slope_cos = np.polyfit(np.log(durations), np.log(cosine), 1)[0]
+    slope_lin = np.polyfit(np.log(durations[1:]), np.log(linear[1:]), 1)[0]
+    assert -3.0 < slope_lin < -1.5
+    assert slope_cos < slope_lin - 1.0
+    assert cosine[-1] < 0.1 * linear[-1]
