@@ -71,7 +71,8 @@ def make_plots(out_dir: Path, results: dict) -> list[str]:
     plt.close(fig)
     names.append("learning_curve.png")
     task_plot = {"phase-sensor": phase_triangle, "classifier": classifier_map, "exploration": slice_trajectories,
-                 "sensitivity": slice_trajectories, "oscillator": oscillator_fit}.get(results["task"])
+                 "sensitivity": slice_trajectories, "oscillator": oscillator_fit,
+                 "rydberg-classifier": rydberg_register}.get(results["task"])
     plot_data = results.get("plot")
     if task_plot is not None and plot_data:
         fig = task_plot(results)
@@ -270,4 +271,39 @@ def oscillator_fit(results: dict):
     ax.set_xlabel("target output position")
     ax.set_ylabel("predicted mean position")
     ax.legend(fontsize=8)
+    return fig
+
+
+def rydberg_register(results: dict):
+    """The register before and after training; colour = trained local detuning δ_i (rad/µs)."""
+    import matplotlib.pyplot as plt
+
+    d = results["plot"]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.8), sharex=True, sharey=True)
+    det_all = np.array(d["detunings_before"] + d["detunings_after"])
+    vmin, vmax = float(det_all.min()), float(det_all.max())
+    for ax, key, title in ((axes[0], "before", "before training"), (axes[1], "after", "after training")):
+        pos, det = np.array(d[f"positions_{key}"]), np.array(d[f"detunings_{key}"])
+        sc = ax.scatter(pos[:, 0], pos[:, 1], c=det, cmap="coolwarm", vmin=vmin, vmax=vmax, s=500, edgecolors="k",
+                        zorder=3)
+        for i, (xx, yy) in enumerate(pos):
+            role = "in" if i in d["input_atoms"] else ("out" if i in d["output_atoms"] else "")
+            ax.annotate(f"q{i}\n{role}", (xx, yy), ha="center", va="center", fontsize=7, zorder=4)
+        for i in range(len(pos)):
+            for j in range(i + 1, len(pos)):
+                r = np.linalg.norm(pos[i] - pos[j])
+                if r < 10:
+                    ax.plot(*zip(pos[i], pos[j], strict=True), "-", color="0.6", lw=3 * (7 / r) ** 3, zorder=1)
+        ax.set_title(title)
+        ax.set_aspect("equal")
+        ax.set_xlabel("x (µm)")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("y (µm)")
+    fig.colorbar(sc, ax=axes, label="local detuning δ_i (rad/µs)")
+    f = results["final"]
+    before = f.get("initial_test_accuracy", float("nan"))
+    fig.suptitle(f"Rydberg classifier on {d['device']}: test accuracy {before:.3f}"
+                 f" → {f.get('test_accuracy', float('nan')):.3f} (logistic regression "
+                 f"{f.get('logistic_test_accuracy', float('nan')):.3f}); grey lines: pairs closer than 10 µm",
+                 fontsize=9)
     return fig

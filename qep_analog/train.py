@@ -96,6 +96,11 @@ def resolve(raw: Mapping, source: str, *, full: bool, overrides: Sequence[str] =
     """(task, merged sections) after ``[full]`` (if ``full``) and ``--set`` overrides, validated."""
     import qep_analog.learning.oscillator  # noqa: F401  (registers the [oscillator] section)
 
+    if "device" in raw:  # the device layer owns [device] (imports pulser, so only when needed)
+        from qep_analog.device.bundle import register_protocol_section
+
+        register_protocol_section()
+
     sections = copy.deepcopy(dict(raw))
     full_tables = sections.pop("full", {}) or {}
     sets: dict = {}
@@ -162,7 +167,7 @@ def run_training(protocol_path: str | Path, *, out_dir: str | Path | None = None
         "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "wall_time_s": time.time() - started, **outcome,
     }
-    results.setdefault("notes", [])
+    results["notes"] = list(results.get("notes", [])) + list(ctx.notes)
     if resumed_from:
         results["notes"].append("resumed from a checkpoint: wall_time_s covers this invocation only")
     results["files"] = write_outputs(out, results)

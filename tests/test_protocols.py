@@ -17,6 +17,7 @@ TINY = {
     "classifier": ["training.steps=2", "training.eval_every=1", "data.n_test=6", "task.plot_resolution=2"],
     "exploration": ["training.steps=2", "task.plot_resolution=2"],
     "sensitivity": ["training.steps=2", "task.plot_resolution=2"],
+    "rydberg-classifier": ["training.steps=1", "training.batch_size=1", "data.n_test=2", "gradient.shots=20"],
     "oscillator": ["oscillator.training.steps=3", "oscillator.training.eval_every=1", "oscillator.task.n_test=5",
                    "oscillator.optimum.restarts=0"],
 }

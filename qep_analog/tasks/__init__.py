@@ -9,11 +9,13 @@ classifier      a spin network classifying 2-feature data, next to logistic regr
 exploration     maximise ⟨X₀X₄⟩ on the open cluster-Ising slice (unsupervised)
 sensitivity     maximise |Δ⟨X₀X₄⟩/Δg_X| between two points sharing g_ZZ (unsupervised)
 oscillator      the quantum harmonic-oscillator network regression (Scellier)
+rydberg-...     the flagship: a Rydberg-array classifier (positions + DMM detunings), exported as a bundle
 =============== ============================================================================
 """
 
 from __future__ import annotations
 
+from qep_analog.tasks.rydberg import run_rydberg
 from qep_analog.tasks.supervised import run_classifier, run_phase_sensor
 from qep_analog.tasks.unsupervised import run_exploration, run_sensitivity
 
@@ -22,6 +24,7 @@ TASKS = {
     "classifier": run_classifier,
     "exploration": run_exploration,
     "sensitivity": run_sensitivity,
+    "rydberg-classifier": run_rydberg,
 }
 ALL_TASKS = (*TASKS, "oscillator")
 
