@@ -1,0 +1,134 @@
+"""Phase-sensor training budget: the paper's settings against ours, over several seeds.
+
+For each setting, runs ``protocols/phase_sensor.toml --full`` (idealised noise model: Gaussian
+Var/M per observable, M = 10, exact error signal, symmetric β = 0.4; crossing policy on) for
+``--seeds`` seeds, then prints, for the *mean over seeds* of the max-choice test accuracy, the
+batches, state preparations (PHYSICS.md §1 counting, mean per seed) and wall time needed to reach
+0.9 and 0.94, the final mean / median / min, and the ratios paper ÷ ours.
+
+    python bench/training_budget.py                      # 10 seeds × 800 batches × 2 settings (hours)
+    python bench/training_budget.py --seeds 3 --steps 100 --eval-every 20    # a quick look
+    python bench/training_budget.py --from-runs runs/study/seed_*             # summarise finished runs
+
+Settings: ``paper`` = Adam, constant lr 0.01 (Wanjura–Marquardt); ``ours`` = the protocol's own
+(Adam with an exponential decay of the learning rate). Both use the protocol's β, M and
+initialisation. Wall time to reach a level = (run wall time / batches) × batches to reach it.
+Runs go through ``qep-analog train`` in ``--workers`` processes (default 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+PROTOCOL = ROOT / "protocols" / "phase_sensor.toml"
+SETTINGS = {
+    "paper": ["training.learning_rate=0.01", "training.schedule=constant"],
+    "ours": [],
+}
+LEVELS = (0.9, 0.94)
+
+
+def _run(task: tuple[str, int, int, int, str]) -> dict:
+    from qep_analog.train import run_training
+
+    setting, seed, steps, eval_every, out = task
+    overrides = [*SETTINGS[setting], f"training.steps={steps}", f"training.eval_every={eval_every}",
+                 "task.plot_resolution=4"]
+    res = run_training(PROTOCOL, out_dir=out, seed=seed, full=True, overrides=overrides, progress=False)
+    return {"setting": setting, "seed": seed, "history": res["history"], "wall_time_s": res["wall_time_s"],
+            "final": res["final"]}
+
+
+def load_run(directory: Path) -> dict:
+    data = json.loads((Path(directory) / "results.json").read_text())
+    return {"setting": str(directory), "seed": data["seed"], "history": data["history"],
+            "wall_time_s": data["wall_time_s"], "final": data["final"]}
+
+
+def summarise(runs: list[dict]) -> dict:
+    """Mean-over-seeds accuracy curve and the budget to reach each level."""
+    steps = sorted(set.intersection(*[{r["step"] for r in run["history"] if "test_accuracy" in r}
+                                      for run in runs]))
+    acc = np.array([[next(r["test_accuracy"] for r in run["history"] if r["step"] == s) for s in steps]
+                    for run in runs])
+    preps = np.array([np.cumsum([r.get("preparations") or 0 for r in run["history"]]) for run in runs])
+    per_batch_s = np.mean([run["wall_time_s"] / len(run["history"]) for run in runs])
+    mean = acc.mean(axis=0)
+    out = {"seeds": len(runs), "eval_steps": steps, "mean_curve": mean.tolist(),
+           "final_mean": float(acc[:, -1].mean()), "final_median": float(np.median(acc[:, -1])),
+           "final_min": float(acc[:, -1].min()), "final_max": float(acc[:, -1].max()),
+           "best_mean": float(mean.max()), "best_mean_step": int(steps[int(np.argmax(mean))]),
+           "seconds_per_batch": float(per_batch_s),
+           "final_single_shot_mean": float(np.mean([run["final"].get("test_single_shot_accuracy", np.nan)
+                                                    for run in runs])),
+           "crossing_events_mean": float(np.mean([run["final"].get("crossing_events", 0) for run in runs]))}
+    for level in LEVELS:
+        hit = np.nonzero(mean >= level)[0]
+        if hit.size:
+            s = steps[int(hit[0])]
+            out[f"to_{level}"] = {"batches": s, "preparations": float(preps[:, s - 1].mean()),
+                                  "wall_s": float(per_batch_s * s)}
+        else:
+            out[f"to_{level}"] = None
+    return out
+
+
+def _print(name: str, s: dict) -> None:
+    print(f"[{name}] {s['seeds']} seeds: final max-choice accuracy mean {s['final_mean']:.3f}, median "
+          f"{s['final_median']:.3f}, min {s['final_min']:.3f}, max {s['final_max']:.3f}; best mean "
+          f"{s['best_mean']:.3f} at batch {s['best_mean_step']}; single-shot {s['final_single_shot_mean']:.3f}; "
+          f"{s['seconds_per_batch']:.2f} s/batch; crossing events/run {s['crossing_events_mean']:.0f}")
+    for level in LEVELS:
+        r = s[f"to_{level}"]
+        print(f"   mean ≥ {level}: " + ("not reached" if r is None else
+              f"{r['batches']} batches, {r['preparations']:.3g} preparations, {r['wall_s']:.0f} s"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seeds", type=int, default=10)
+    p.add_argument("--steps", type=int, default=800)
+    p.add_argument("--eval-every", type=int, default=50)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    p.add_argument("--from-runs", nargs="+", default=None, help="summarise finished run directories instead")
+    p.add_argument("--json", default=None, help="also write the summary here")
+    args = p.parse_args(argv)
+    if args.from_runs:
+        runs = [load_run(Path(d)) for d in args.from_runs if (Path(d) / "results.json").is_file()]
+        summary = {"runs": summarise(runs)}
+        _print("runs", summary["runs"])
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            tasks = [(s, seed, args.steps, args.eval_every, f"{tmp}/{s}_{seed}")
+                     for s in args.settings for seed in range(1, args.seeds + 1)]
+            with ProcessPoolExecutor(max_workers=args.workers) as pool:
+                results = list(pool.map(_run, tasks))
+        summary = {s: summarise([r for r in results if r["setting"] == s]) for s in args.settings}
+        for s in args.settings:
+            _print(s, summary[s])
+        if {"paper", "ours"} <= set(summary):
+            for level in LEVELS:
+                a, b = summary["paper"][f"to_{level}"], summary["ours"][f"to_{level}"]
+                if a and b:
+                    print(f"ratio paper/ours to reach {level}: batches {a['batches'] / b['batches']:.2f}×, "
+                          f"preparations {a['preparations'] / b['preparations']:.2f}×, "
+                          f"wall time {a['wall_s'] / b['wall_s']:.2f}×")
+                else:
+                    print(f"ratio paper/ours to reach {level}: n/a (paper {'reached' if a else 'not reached'}, "
+                          f"ours {'reached' if b else 'not reached'} within {args.steps} batches)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(summary, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
