@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> None:
 
     emulate(reference_sequence(4), "krylov")  # compile / load the numba kernels
     emulate(reference_sequence(4), "subspace")
+    run_pulser(reference_sequence(3))  # import qutip & pulser-simulation outside the timings
     tight = SolverOptions(atol=1e-10, rtol=1e-8)
     rows = []
     last_pulser: list[tuple[int, float]] = []

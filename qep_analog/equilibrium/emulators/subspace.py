@@ -23,6 +23,8 @@ evolution; a perturbative estimate, not a rigorous bound):
           3.6·Ω/Δ, and 0.05 at half the Rabi frequency; RESIDUAL_FACTOR = 5;
   d_int = time-integration error from step doubling (see ``propagate``);
   uncorrected: (d_SW + d_res + d_int)²,   corrected: (d_res + d_int)².
+A resonant cut (some dropped gap ≤ 0) is refused with the correction; without it the run
+returns error_estimate = 1 (no perturbative estimate exists).
 Time integration: fourth-order commutator-free Magnus steps (two Gauss points) with Lanczos
 exponentials (``_lanczos``).
 """
@@ -350,25 +352,25 @@ def propagate(
                 f"{MAX_STEPS} steps"
             )
         coarse, steps, refinements = fine, 2 * steps, refinements + 1
-    alt, _ = _run_fixed(other, sampled, psi0_p, steps, lanczos_tol)
     final_controls = sampled.values(np.array([sampled.duration_us]))[0]
-    corrected_p, plain_p = (fine, alt) if correction else (alt, fine)
-    dressed = main.dressing(corrected_p, final_controls)
-    full_corr = _embed(sub, corrected_p, dressed)
-    full_plain = _embed(sub, plain_p, None)
-    d_sw = _distance(full_corr, full_plain)
     omega_max = sampled.max_omega()
-    if not np.isfinite(gap_min):
-        kappa = 0.0
-    elif gap_min <= 0:
-        kappa = 1.0
+    resonant = np.isfinite(gap_min) and gap_min <= 0 and omega_max > 0
+    if resonant:  # only reachable without correction: no perturbative estimate exists
+        state, estimate, d_sw, kappa = _embed(sub, fine, None), 1.0, float("nan"), float("nan")
+        dressed = np.zeros(0)
     else:
-        kappa = min(1.0, RESIDUAL_FACTOR * omega_max / gap_min)
-    d_res = kappa * d_sw
-    if correction:
-        state, estimate = full_corr, (d_res + d_int) ** 2
-    else:
-        state, estimate = full_plain, (d_sw + d_res + d_int) ** 2
+        alt, _ = _run_fixed(other, sampled, psi0_p, steps, lanczos_tol)
+        corrected_p, plain_p = (fine, alt) if correction else (alt, fine)
+        dressed = main.dressing(corrected_p, final_controls)
+        full_corr = _embed(sub, corrected_p, dressed)
+        full_plain = _embed(sub, plain_p, None)
+        d_sw = _distance(full_corr, full_plain)
+        kappa = 0.0 if not np.isfinite(gap_min) else min(1.0, RESIDUAL_FACTOR * omega_max / gap_min)
+        d_res = kappa * d_sw
+        if correction:
+            state, estimate = full_corr, (d_res + d_int) ** 2
+        else:
+            state, estimate = full_plain, (d_sw + d_res + d_int) ** 2
     state = state / _norm(state)
     info = {
         "n_steps": steps,
@@ -445,6 +447,11 @@ def subspace_ground_state(
             f"blockade subspace at radius {radius_um:.2f} µm: dropped gap {gap_min:.3g} rad/µs "
             f"is not ≫ Ω = {abs(omega):.3g} rad/µs; the error estimate is unreliable",
             stacklevel=2,
+        )
+    if np.isfinite(gap_min) and gap_min <= 0 and omega != 0:
+        raise QepValueError(
+            f"blockade subspace at radius {radius_um:.2f} µm: a dropped configuration is "
+            f"resonant (gap {gap_min:.3g} rad/µs ≤ 0); use the exact backend"
         )
     results = {}
     for corr in (True, False):
