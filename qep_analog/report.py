@@ -155,9 +155,9 @@ def phase_triangle(results: dict):
     fig, ax = plt.subplots(figsize=(6.2, 5.6))
     for k, phase in enumerate(phases):
         sel = pred == k
-        ax.scatter(xy[sel, 0], xy[sel, 1], c=_phase_colour(phase), s=9000 / max(n_edge, 1) ** 2,
+        ax.scatter(xy[sel, 0], xy[sel, 1], c=_phase_colour(phase), s=90000 / max(n_edge, 1) ** 2,
                    marker="h", alpha=None, edgecolors="none", label=f"predicted {phase}")
-        ax.scatter(xy[sel, 0], xy[sel, 1], c="white", s=9000 / max(n_edge, 1) ** 2 * (1 - confidence[sel]),
+        ax.scatter(xy[sel, 0], xy[sel, 1], c="white", s=90000 / max(n_edge, 1) ** 2 * (1 - confidence[sel]),
                    marker="h", edgecolors="none", alpha=0.5)
     # exact (thermodynamic-limit) boundaries: g_ZZ = 2 (FM) and g_ZXZ = g_X below it
     fm = _triangle_xy(np.array([[2.0, 2.0, 0.0], [0.0, 2.0, 2.0]]))
