@@ -168,7 +168,7 @@ _KILLER = textwrap.dedent("""
             os.kill(os.getpid(), signal.SIGKILL)
     RunContext.step_done = step_done
     from qep_analog.cli import main
-    sys.exit(main(["train", sys.argv[1], "--out", sys.argv[2], "--no-progress"]))
+    sys.exit(main(["train", sys.argv[1], "--out", sys.argv[2], "--no-progress", *sys.argv[4:]]))
 """)
 
 
@@ -193,6 +193,20 @@ def test_resume_after_sigkill_is_bitwise_identical(tiny: Path, tmp_path: Path):
     a = json.loads((killed / "results.json").read_text())["history"]
     b = json.loads((straight / "results.json").read_text())["history"]
     assert a == b
+
+
+def test_unsupervised_resume_after_sigkill_is_bitwise_identical(tmp_path: Path):
+    protocol = str(Path(__file__).resolve().parents[1] / "protocols" / "sensitivity.toml")
+    extra = ["--set", "training.steps=4", "--set", "training.checkpoint_every=2", "--set", "task.plot_resolution=2"]
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    assert main(["train", protocol, "--out", str(straight), "--no-progress", *extra]) == 0
+    proc = subprocess.run([sys.executable, "-c", _KILLER, protocol, str(killed), "3", *extra],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert main(["train", protocol, "--out", str(killed), "--resume", "--no-progress", *extra]) == 0
+    a = json.loads((killed / "results.json").read_text())
+    b = json.loads((straight / "results.json").read_text())
+    assert a["plot"]["trajectories"] == b["plot"]["trajectories"] and a["history"] == b["history"]
 
 
 def test_resume_refuses_a_foreign_checkpoint(tiny: Path, tmp_path: Path, capsys):
