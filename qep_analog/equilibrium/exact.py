@@ -64,7 +64,12 @@ class ExactBackend:
             e0, e1, psi = energies[0], energies[1], vectors[:, 0]
             method = "dense"
         else:
-            v0 = None if reference is None or not reference.is_pure or not self.warm_start else reference.state
+            if reference is not None and reference.is_pure and self.warm_start:
+                v0 = reference.state
+            else:
+                # ARPACK's own start vector depends on the process's call history; a fixed start keeps
+                # results bitwise reproducible (e.g. a resumed training run equals an uninterrupted one)
+                v0 = _default_start(h.shape[0])
             try:
                 energies, vectors = sla.eigsh(-h if top else h, k=2, which="SA", v0=v0, tol=self.tol)
             except sla.ArpackNoConvergence as exc:
@@ -109,6 +114,11 @@ class ExactBackend:
             info=dict(method="dense-continuation", level=level, steps=steps,
                       degenerate=bool(gap < self.degeneracy_tol), tol=0.0),
         )
+
+
+def _default_start(dim: int) -> np.ndarray:
+    v0 = np.random.default_rng(dim).standard_normal(dim)
+    return v0 / np.linalg.norm(v0)
 
 
 def _local_gap(energies: np.ndarray, index: int) -> float:
