@@ -121,7 +121,7 @@ class CoolingBackend:
     degeneracy_tol: float = 1e-9
     max_qubits: int = 8
     sympathetic: object | None = None  # a SympatheticConfig for scheme="sympathetic"
-    solver_options: dict = field(default_factory=lambda: {"atol": 1e-10, "rtol": 1e-8})
+    solver_options: dict = field(default_factory=lambda: {"atol": 1e-10, "rtol": 1e-8, "nsteps": 10**6})
     name: str = "cooling"
 
     def __post_init__(self) -> None:
@@ -155,9 +155,7 @@ class CoolingBackend:
             from qep_analog.equilibrium.sympathetic import SympatheticConfig
 
             if not isinstance(self.sympathetic, SympatheticConfig):
-                raise QepValueError(
-                    "scheme 'sympathetic' needs 'sympathetic' = a SympatheticConfig"
-                )
+                raise QepValueError("scheme 'sympathetic' needs 'sympathetic' = a SympatheticConfig")
 
     # ------------------------------------------------------------------ entry point
     def prepare(
@@ -170,9 +168,7 @@ class CoolingBackend:
     ) -> EquilibriumState:
         n = hamiltonian.n_qubits
         if n > self.max_qubits:
-            raise QepValueError(
-                f"cooling backend: 'n_qubits' {n} exceeds 'max_qubits' {self.max_qubits}"
-            )
+            raise QepValueError(f"cooling backend: 'n_qubits' {n} exceeds 'max_qubits' {self.max_qubits}")
         extra = nudge.matrix(n) if nudge is not None else None
         h = hamiltonian.matrix(theta, x, extra).toarray()
         if self.scheme == "sympathetic":
@@ -193,9 +189,7 @@ class CoolingBackend:
             degeneracy_tol=self.degeneracy_tol,
         )
 
-    def _prepare_davies(
-        self, h: np.ndarray, n_qubits: int, reference: EquilibriumState | None
-    ) -> EquilibriumState:
+    def _prepare_davies(self, h: np.ndarray, n_qubits: int, reference: EquilibriumState | None) -> EquilibriumState:
         gen = self.generator(h, n_qubits)
         dim = gen.dim
         unique, commutant = True, 1
