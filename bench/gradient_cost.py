@@ -107,11 +107,14 @@ def study(name, h, backend, draw, n_draws, reps, shots_grid, betas, steps, setti
         theta, inputs, targets = draw(rng)
         exact = estimate_gradient(h, backend, theta, inputs, targets, GradientConfig(estimator="exact")).gradient
         per_m_qep = 1 + 2 * len(measurement_plan(h).derivative_settings)  # per sample per shot
-        qep = np.max([qep_cosines(h, backend, theta, inputs, targets, b, exact, shots_grid, reps, d)
-                      for b in betas], axis=0)
-        fd = np.max([fd_cosines(h, fd_probabilities(h, backend, theta, inputs, s), targets, s, exact,
-                                shots_grid, reps, rng) for s in steps], axis=0)
+        qep_all = np.array([qep_cosines(h, backend, theta, inputs, targets, b, exact, shots_grid, reps, d)
+                            for b in betas])
+        fd_all = np.array([fd_cosines(h, fd_probabilities(h, backend, theta, inputs, s), targets, s, exact,
+                                      shots_grid, reps, rng) for s in steps])
+        qep, fd = qep_all.max(axis=0), fd_all.max(axis=0)
         m_qep, m_fd = shots_to_reach(shots_grid, qep), shots_to_reach(shots_grid, fd)
+        best_beta = [betas[i] for i in qep_all.argmax(axis=0)]
+        best_step = [steps[i] for i in fd_all.argmax(axis=0)]
         p_qep = m_qep * per_m_qep * len(targets)
         p_fd = m_fd * 2 * len(theta) * settings_fd * len(targets)
         qep_preps.append(p_qep)
@@ -120,6 +123,8 @@ def study(name, h, backend, draw, n_draws, reps, shots_grid, betas, steps, setti
         print(f"  draw {d + 1:2d}/{n_draws}: QEP M*={m_qep:8.1f} ({p_qep:10.3g} preps)  "
               f"FD M*={m_fd:8.1f} ({p_fd:10.3g} preps)  ratio {p_fd / p_qep:6.2f}   "
               f"[{time.time() - t0:6.0f} s]", flush=True)
+        print(f"      best β per M {best_beta}; best FD step per M {best_step}; "
+              f"best cosines QEP {np.round(qep, 2).tolist()} FD {np.round(fd, 2).tolist()}", flush=True)
     r = np.array(ratios)
     finite = np.isfinite(r)
     print(f"  preparations to reach cosine {TARGET_COSINE}: QEP median {np.median(qep_preps):.3g}, "
@@ -187,13 +192,13 @@ def main() -> None:
         if "sensor" not in args.skip:
             sensor = cluster_phase_sensor()
             study("phase sensor (symmetric QEP, 9 settings) vs central FD", sensor, backend, sensor_draw(sensor),
-                  draws, reps, shots_grid, betas=(0.1, 0.2, 0.4, 0.8), steps=(0.05, 0.1, 0.2), settings_fd=1)
+                  draws, reps, shots_grid, betas=(0.1, 0.2, 0.4, 0.8), steps=(0.05, 0.1, 0.2, 0.4), settings_fd=1)
         if "ising" not in args.skip:
             ising = transverse_field_ising(12, input_qubits=[0, 1], output_qubits=[10, 11], trainable_fields=False,
                                            transverse_field=1.0, trainable_biases=True,
                                            edges=[(i, j) for i in range(12) for j in range(i + 1, min(i + 5, 12))])
             study("12-qubit Ising network, all trainables Z-diagonal (1 setting) vs central FD", ising, backend,
-                  ising_draw(ising), draws, reps, shots_grid, betas=(0.1, 0.2, 0.4, 0.8), steps=(0.05, 0.1, 0.2),
+                  ising_draw(ising), draws, reps, shots_grid, betas=(0.1, 0.2, 0.4, 0.8), steps=(0.05, 0.1, 0.2, 0.4),
                   settings_fd=1)
 
 
