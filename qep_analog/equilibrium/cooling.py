@@ -315,11 +315,13 @@ def relax_with_mesolve(
         fidelity=np.array(columns[6]) if len(columns) > 6 else None,
     )
     if not converged:
-        raise ConvergenceError(
+        error = ConvergenceError(
             f"cooling did not converge by t_max={times[-1]:g}: "
             f"residual ‖dρ/dt‖ = {rows[-1][5]:.3g} "
             f"> {threshold:.3g}; raise 't_max' or 'rate'"
         )
+        error.trajectory = traj  # the record up to t_max, for plots and diagnosis
+        raise error
     return rho, traj
 
 

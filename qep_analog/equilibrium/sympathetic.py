@@ -134,6 +134,39 @@ def effective_temperature(energies: np.ndarray, energy: float) -> float:
     return float(np.exp(brentq(mismatch, np.log(1e-4 * max(e[1], 1e-12)), np.log(1e4 * e[-1]))))
 
 
+def permutation_symmetries(
+    h_system: np.ndarray, config: SympatheticConfig, tol: float = 1e-9, max_atoms: int = 7
+) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+    """Non-trivial (system, ancilla) atom permutations leaving the whole Lindbladian invariant.
+
+    Such a symmetry (e.g. a mirror-symmetric chain with mirror-symmetric ancillas) is shared by
+    H and the dissipators, so the steady state is not unique: different initial states relax
+    to different states. All system permutations are tried up to ``max_atoms`` atoms, only the
+    reflection beyond.
+    """
+    from itertools import permutations
+
+    n, m = config.n_system, config.n_ancillas
+    v = np.asarray(config.couplings)
+    idx = np.arange(2**n)
+    bits = (idx[:, None] >> (n - 1 - np.arange(n))) & 1
+    candidates = permutations(range(n)) if n <= max_atoms else [tuple(range(n)), tuple(range(n))[::-1]]
+    found = []
+    for perm in candidates:
+        if list(perm) == list(range(n)):
+            continue
+        for sigma in permutations(range(m)):
+            if not np.allclose(v[list(perm)][:, list(sigma)], v, atol=tol):
+                continue
+            # basis index after moving qubit q to perm[q]
+            new_bits = np.empty_like(bits)
+            new_bits[:, list(perm)] = bits
+            image = new_bits @ (1 << (n - 1 - np.arange(n)))
+            if np.allclose(h_system[np.ix_(image, image)], h_system, atol=tol):
+                found.append((tuple(perm), tuple(sigma)))
+    return found
+
+
 def prepare_sympathetic(backend, h_system: np.ndarray, reference: EquilibriumState | None) -> EquilibriumState:
     """Steady state of the sympathetic-cooling Lindbladian, reduced to the system."""
     from qep_analog.equilibrium.cooling import relax_with_mesolve, state_metrics, trace_distance
@@ -145,6 +178,19 @@ def prepare_sympathetic(backend, h_system: np.ndarray, reference: EquilibriumSta
     dims = [[dim], [dim]]
     liouvillian = qutip.liouvillian(qutip.Qobj(h, dims=dims), [qutip.Qobj(c, dims=dims) for c in c_ops])
     l_sparse = liouvillian.data.as_scipy()
+    symmetries = permutation_symmetries(h_system, config) if backend.check_symmetry else []
+    if symmetries:
+        import warnings
+
+        from qep_analog.equilibrium.cooling import SymmetryWarning
+
+        warnings.warn(
+            f"sympathetic cooling: the atom permutation {symmetries[0][0]} (ancillas "
+            f"{symmetries[0][1]}) is a symmetry of H and of the ancilla couplings; the steady state "
+            f"is not unique. Place the ancillas asymmetrically.",
+            SymmetryWarning,
+            stacklevel=4,
+        )
     energies, vectors = np.linalg.eigh(h_system)
     ground = vectors[:, 0]
     target = np.outer(ground, ground.conj())
@@ -186,6 +232,8 @@ def prepare_sympathetic(backend, h_system: np.ndarray, reference: EquilibriumSta
     info = dict(
         scheme="sympathetic",
         method=backend.method,
+        unique=None if not symmetries else False,  # None: no shared permutation symmetry found
+        symmetries=symmetries,
         fidelity=float(np.real(ground.conj() @ rho @ ground)),
         energy_above_ground=energy - float(energies[0]),
         trace_distance_to_ground=trace_distance(rho, target),
@@ -222,7 +270,7 @@ def rydberg_chain_with_ancillas(
     n_system: int = 6,
     *,
     spacing_um: float = 8.0,
-    ancilla_sites: Sequence[float] = (0.5, 4.5),
+    ancilla_sites: Sequence[float] | None = None,
     ancilla_offset_um: float = 9.0,
     c6: float = 865723.0,
     omega: float = 2.0,
@@ -238,6 +286,8 @@ def rydberg_chain_with_ancillas(
     (865 723 rad/µs·µm⁶). Extra keywords go to :class:`SympatheticConfig`. Output: n of the last
     (or ``output``) atom.
     """
+    if ancilla_sites is None:  # asymmetric on purpose: a mirror-symmetric placement is a symmetry
+        ancilla_sites = (0.0, 0.6 * (n_system - 1))
     positions = np.array([[i * spacing_um, 0.0] for i in range(n_system)])
     anc = np.array([[s * spacing_um, ancilla_offset_um] for s in ancilla_sites])
     terms = []

@@ -75,9 +75,7 @@ def kubo_mori_covariance(h: np.ndarray, a: np.ndarray, c: np.ndarray, temperatur
 
 def plain_covariance(rho: np.ndarray, a: np.ndarray, c: np.ndarray) -> float:
     """½⟨{A, C}⟩ − ⟨A⟩⟨C⟩: what the covariance of bitstring outcomes estimates."""
-    return 0.5 * (expectation(rho, a @ c) + expectation(rho, c @ a)) - expectation(
-        rho, a
-    ) * expectation(rho, c)
+    return 0.5 * (expectation(rho, a @ c) + expectation(rho, c @ a)) - expectation(rho, a) * expectation(rho, c)
 
 
 def gibbs(h: np.ndarray, temperature: float) -> np.ndarray:
@@ -86,27 +84,20 @@ def gibbs(h: np.ndarray, temperature: float) -> np.ndarray:
     return (v * (w / w.sum())) @ v.conj().T
 
 
-def thermal_expectation(
-    hamiltonian: Hamiltonian, theta, x, observable: PauliSum, temperature: float
-) -> float:
+def thermal_expectation(hamiltonian: Hamiltonian, theta, x, observable: PauliSum, temperature: float) -> float:
     """Tr(ρ_T C) in the exact Gibbs state of H(θ, x)."""
     rho = gibbs(hamiltonian.dense(theta, x), temperature)
     return expectation(rho, _dense(observable, hamiltonian.n_qubits))
 
 
-def thermal_response(
-    hamiltonian: Hamiltonian, theta, x, observable: PauliSum, temperature: float
-) -> np.ndarray:
+def thermal_response(hamiltonian: Hamiltonian, theta, x, observable: PauliSum, temperature: float) -> np.ndarray:
     """Exact ∇θ⟨C⟩_T = −(1/T) Cov_KM(∂H/∂θ_k, C) for every trainable parameter."""
     t = _check_temperature(temperature)
     n = hamiltonian.n_qubits
     h = hamiltonian.dense(theta, x)
     c = _dense(observable, n)
     return np.array(
-        [
-            -kubo_mori_covariance(h, _dense(hamiltonian.derivative(k), n), c, t) / t
-            for k in hamiltonian.parameter_names
-        ]
+        [-kubo_mori_covariance(h, _dense(hamiltonian.derivative(k), n), c, t) / t for k in hamiltonian.parameter_names]
     )
 
 
@@ -115,11 +106,15 @@ def finite_difference_gradient(
     theta,
     x,
     observable: PauliSum,
-    temperature: float,
+    temperature: float | None,
     step: float = 1e-4,
     backend: EquilibriumBackend | None = None,
+    warm_start: bool = False,
 ) -> np.ndarray:
     """Central differences of Tr(ρ(θ) C), with ρ from ``backend`` (default: exact Gibbs at T).
+
+    ``warm_start`` passes the state at θ as ``reference`` to every shifted preparation (a
+    time-evolving backend then starts close to the answer).
 
     With a non-thermal backend (e.g. sympathetic cooling) this is the reference against which
     the QEP estimate's bias is measured — no reciprocity is assumed.
@@ -128,8 +123,11 @@ def finite_difference_gradient(
     c = _dense(observable, hamiltonian.n_qubits)
     backend = backend or GibbsBackend(temperature=_check_temperature(temperature))
 
+    reference = backend.prepare(hamiltonian, theta, x) if warm_start else None
+
     def value(th):
-        return expectation(_as_density(backend.prepare(hamiltonian, th, x).state), c)
+        state = backend.prepare(hamiltonian, th, x, reference=reference)
+        return expectation(_as_density(state.state), c)
 
     out = np.empty(theta.size)
     for k in range(theta.size):
@@ -193,8 +191,7 @@ class CovarianceEstimate:
 
     def __str__(self) -> str:
         return ", ".join(
-            f"{n}: {g:.3f} ± {s:.3f}"
-            for n, g, s in zip(self.parameter_names, self.gradient, self.stderr, strict=True)
+            f"{n}: {g:.3f} ± {s:.3f}" for n, g, s in zip(self.parameter_names, self.gradient, self.stderr, strict=True)
         )
 
 
@@ -216,9 +213,7 @@ def _selected(hamiltonian: Hamiltonian, parameters: Sequence[str] | None) -> tup
     names = tuple(parameters) if parameters is not None else hamiltonian.parameter_names
     unknown = [n for n in names if n not in hamiltonian.parameter_names]
     if unknown:
-        raise QepValueError(
-            f"unknown trainable parameter(s) {unknown}; known {list(hamiltonian.parameter_names)}"
-        )
+        raise QepValueError(f"unknown trainable parameter(s) {unknown}; known {list(hamiltonian.parameter_names)}")
     return names
 
 
@@ -281,9 +276,7 @@ def covariance_rule(
     diagonal in one product basis.
     """
     names = _selected(hamiltonian, parameters)
-    basis = common_basis(
-        [observable, *(hamiltonian.derivative(k) for k in names)], hamiltonian.n_qubits
-    )
+    basis = common_basis([observable, *(hamiltonian.derivative(k) for k in names)], hamiltonian.n_qubits)
     backend = backend or GibbsBackend(temperature=_check_temperature(temperature))
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     state = backend.prepare(hamiltonian, theta, x)

@@ -35,13 +35,8 @@ def _tfim(seed=1):
 
 def _ising_chain(n=3, omega=0.0):
     """H = Σ J_i Z_i Z_{i+1} + Σ b_i Z_i + Ω Σ X_i (trainable J, b; fixed Ω)."""
-    terms = [
-        dict(name=f"J{i}", operator=f"Z{i} Z{i + 1}", role="trainable", parameter=f"J{i}")
-        for i in range(n - 1)
-    ]
-    terms += [
-        dict(name=f"b{i}", operator=f"Z{i}", role="trainable", parameter=f"b{i}") for i in range(n)
-    ]
+    terms = [dict(name=f"J{i}", operator=f"Z{i} Z{i + 1}", role="trainable", parameter=f"J{i}") for i in range(n - 1)]
+    terms += [dict(name=f"b{i}", operator=f"Z{i}", role="trainable", parameter=f"b{i}") for i in range(n)]
     terms += [dict(name=f"x{i}", operator=f"X{i}", coefficient=omega) for i in range(n)]
     return Hamiltonian.build(n, terms, outputs={"z": f"Z{n - 1}"})
 
@@ -59,9 +54,7 @@ def test_nudged_estimators_converge_with_expected_orders():
     fd = finite_difference_gradient(h, theta, x, C3, 0.3)
     err = {
         est: [
-            np.abs(
-                nudged_gradient(h, theta, x, C3, beta=b, estimator=est, temperature=0.3) - fd
-            ).max()
+            np.abs(nudged_gradient(h, theta, x, C3, beta=b, estimator=est, temperature=0.3) - fd).max()
             for b in (0.04, 0.02)
         ]
         for est in ("one-sided", "symmetric")
@@ -74,9 +67,7 @@ def test_nudged_estimators_converge_with_expected_orders():
     step = 1e-3 * g / np.linalg.norm(g)
     from qep_analog.learning.thermal import thermal_expectation
 
-    assert thermal_expectation(h, theta - step, x, C3, 0.3) < thermal_expectation(
-        h, theta, x, C3, 0.3
-    )
+    assert thermal_expectation(h, theta - step, x, C3, 0.3) < thermal_expectation(h, theta, x, C3, 0.3)
 
 
 def test_thermal_qep_through_the_generic_estimator_with_gibbs_and_cooling():
@@ -94,18 +85,14 @@ def test_thermal_qep_through_the_generic_estimator_with_gibbs_and_cooling():
         theta,
         [x],
         [[1.0]],
-        GradientConfig(
-            estimator="finite-difference", nudge="cost-operator", loss="linear", fd_step=1e-4
-        ),
+        GradientConfig(estimator="finite-difference", nudge="cost-operator", loss="linear", fd_step=1e-4),
     )
     np.testing.assert_allclose(fd.gradient, exact, atol=1e-5 * np.abs(exact).max())
 
 
 def test_thermal_qep_with_shots_is_unbiased():
     h, theta, x = _tfim()
-    cfg = GradientConfig(
-        estimator="symmetric", nudge="cost-operator", loss="linear", beta=0.2, shots=4000
-    )
+    cfg = GradientConfig(estimator="symmetric", nudge="cost-operator", loss="linear", beta=0.2, shots=4000)
     backend = get_backend("gibbs", temperature=1.0)
     est = estimate_gradient(h, backend, theta, [x], [[1.0]], cfg, seed=3)
     noiseless = nudged_gradient(h, theta, x, C3, beta=0.2, temperature=1.0)
@@ -132,9 +119,7 @@ def test_covariance_rule_from_bitstrings_matches_exact_at_zero_omega():
     est = covariance_rule(h, theta, None, c, 0.7, shots=20000, seed=11)
     assert est.basis == "ZZZ"
     assert np.all(np.abs(est.gradient - exact) < 4 * est.stderr + 1e-12)
-    np.testing.assert_allclose(
-        est.stderr, np.sqrt(covariance_rule_variance(h, theta, None, c, 0.7, 20000)), rtol=0.1
-    )
+    np.testing.assert_allclose(est.stderr, np.sqrt(covariance_rule_variance(h, theta, None, c, 0.7, 20000)), rtol=0.1)
     # the cooling backend's free state gives the same statistics
     est2 = covariance_rule(
         h,
@@ -174,9 +159,7 @@ def test_covariance_rule_discrepancy_grows_like_inverse_temperature():
     )
     scaled = []
     for temperature in (0.04, 0.02, 0.01):
-        disc = covariance_rule_mean(h, theta, None, c, temperature) - thermal_response(
-            h, theta, None, c, temperature
-        )
+        disc = covariance_rule_mean(h, theta, None, c, temperature) - thermal_response(h, theta, None, c, temperature)
         scaled.append(temperature * disc)
     errors = [np.abs(s - limit).max() for s in scaled]  # the exact response stays finite: O(T) left
     assert errors[2] < 0.6 * errors[1] < 0.36 * errors[0]
@@ -198,9 +181,7 @@ def test_covariance_rule_shot_variance_scales_as_one_over_m_t_squared():
         rho = gibbs(h.dense(theta), temperature)
         draws = np.array(
             [
-                covariance_rule_from_bits(
-                    h, sample_bitstrings(rho, "ZZZ", shots, rng), c, temperature
-                ).gradient
+                covariance_rule_from_bits(h, sample_bitstrings(rho, "ZZZ", shots, rng), c, temperature).gradient
                 for _ in range(repeats)
             ]
         )
