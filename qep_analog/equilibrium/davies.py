@@ -195,7 +195,12 @@ class DaviesGenerator:
             a_idx, b_idx, values, labs = a_idx[order], b_idx[order], values[order], labs[order]
             starts = np.flatnonzero(np.r_[True, np.diff(labs) != 0])
             ends = np.r_[starts[1:], labs.size]
-            for s, t in zip(starts, ends, strict=True):
+            single = ends - starts == 1  # the common case (non-degenerate Bohr frequency): vectorised
+            k1 = starts[single]
+            rows.append(a_idx[k1] * (d + 1))
+            cols.append(b_idx[k1] * (d + 1))
+            vals.append(self.gammas[labs[k1]] * np.abs(values[k1]) ** 2)
+            for s, t in zip(starts[~single], ends[~single], strict=True):
                 # γ A_ab conj(A_cd) at row c·d + a, column d_·d + b, for all pairs in the group.
                 g = self.gammas[labs[s]]
                 aa, bb, vv = a_idx[s:t], b_idx[s:t], values[s:t]
