@@ -154,8 +154,16 @@ class CoolingBackend:
         if self.scheme == "sympathetic":
             from qep_analog.equilibrium.sympathetic import SympatheticConfig
 
+            if isinstance(self.sympathetic, dict):  # from a protocol file: a table of the fields
+                try:
+                    object.__setattr__(self, "sympathetic", SympatheticConfig(**self.sympathetic))
+                except TypeError as exc:
+                    raise QepValueError(f"backend option 'sympathetic': {exc}") from None
             if not isinstance(self.sympathetic, SympatheticConfig):
-                raise QepValueError("scheme 'sympathetic' needs 'sympathetic' = a SympatheticConfig")
+                raise QepValueError(
+                    "scheme 'sympathetic' needs 'sympathetic' = a SympatheticConfig or a table "
+                    "{couplings = [[V_ia, ...], ...], omega_ancilla, delta_ancilla, omega_pump, decay_rate}"
+                )
 
     # ------------------------------------------------------------------ entry point
     def prepare(

@@ -244,3 +244,14 @@ def test_cooling_protocol_trains_end_to_end(tmp_path):
     )
     assert res["config"]["backend"]["name"] == "cooling"
     assert len(res["history"]) == 2 and np.isfinite(res["history"][-1]["batch_loss"])
+
+
+def test_sympathetic_options_from_a_protocol_table():
+    backend = get_backend(
+        "cooling", scheme="sympathetic", sympathetic={"couplings": [[7.0], [0.6]], "delta_ancilla": -1.35}
+    )
+    assert backend.sympathetic.n_system == 2 and backend.sympathetic.delta_ancilla == -1.35
+    with pytest.raises(QepValueError, match="sympathetic"):
+        get_backend("cooling", scheme="sympathetic", sympathetic={"coupling": [[1.0]]})
+    with pytest.raises(QepValueError, match="SympatheticConfig"):
+        get_backend("cooling", scheme="sympathetic")
