@@ -255,3 +255,13 @@ def test_sympathetic_options_from_a_protocol_table():
         get_backend("cooling", scheme="sympathetic", sympathetic={"coupling": [[1.0]]})
     with pytest.raises(QepValueError, match="SympatheticConfig"):
         get_backend("cooling", scheme="sympathetic")
+
+
+@pytest.mark.slow
+def test_six_qubit_mesolve_from_mixed_reaches_gibbs():
+    h, theta = _tfim(n=6, seed=4)
+    state = get_backend("cooling", temperature=0.25, method="mesolve", initial="mixed").prepare(h, theta, [0.3])
+    rho_gibbs, _ = gibbs_state(h.dense(theta, [0.3]), 0.25)
+    assert trace_distance(state.state, rho_gibbs) < 1e-3
+    traj = state.info["trajectory"]
+    assert traj.min_eigenvalue.min() > -1e-8 and np.abs(traj.trace - 1).max() < 1e-8
