@@ -111,7 +111,8 @@ class GradientEstimate:
     samples_dropped: int
     loss: float
     outputs: np.ndarray
-    per_sample: np.ndarray = field(repr=False)
+    state_kinds: tuple[str, ...] = ()
+    per_sample: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 0)))
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -253,7 +254,8 @@ def _qep_sample(task: _SampleTask) -> dict:
         phases = {s: backend.prepare(h, task.theta, task.x, direction.scaled(s * beta), reference=free)
                   for s in signs}
         overlaps = {s: free.overlap(st) for s, st in phases.items()}
-        bad = {s: o for s, o in overlaps.items() if o < cfg.overlap_threshold}
+        # a level crossing is a ground-state (pure) pathology; Gibbs and steady states vary smoothly at T > 0
+        bad = {s: o for s, o in overlaps.items() if o < cfg.overlap_threshold} if free.is_pure else {}
         if not bad:
             break
         last = cfg.crossing_policy == "drop" or attempt == cfg.max_halvings
@@ -264,7 +266,7 @@ def _qep_sample(task: _SampleTask) -> dict:
                                   action="dropped" if last else "shrunk"))
         if last:
             return dict(dropped=True, crossings=crossings, preparations=meter.preparations, y=y,
-                        loss=obj.exact_value(h, free.state, task.target))
+                        loss=obj.exact_value(h, free.state, task.target), kind=free.kind)
         beta /= 2
     measured = {s: meter.derivatives(st) for s, st in phases.items()}
     if one_sided:
@@ -274,7 +276,7 @@ def _qep_sample(task: _SampleTask) -> dict:
         g = (measured[1][0] - measured[-1][0]) / (2 * beta)
         se = np.sqrt(measured[1][1] ** 2 + measured[-1][1] ** 2) / (2 * beta)
     return dict(dropped=False, gradient=g, stderr=se, crossings=crossings, preparations=meter.preparations,
-                y=y, beta=beta, loss=obj.exact_value(h, free.state, task.target),
+                y=y, beta=beta, loss=obj.exact_value(h, free.state, task.target), kind=free.kind,
                 overlaps={str(s): float(o) for s, o in overlaps.items()})
 
 
@@ -291,7 +293,7 @@ def _exact_sample(task: _SampleTask) -> dict:
     crossings = ([dict(sample=task.index, phase="free", kind="degenerate", gap=free.gap)]
                  if free.info.get("degenerate") else [])
     return dict(dropped=False, gradient=g, stderr=np.zeros_like(g), crossings=crossings, preparations=0,
-                y=y, beta=0.0, loss=obj.exact_value(h, free.state, task.target))
+                y=y, beta=0.0, loss=obj.exact_value(h, free.state, task.target), kind=free.kind)
 
 
 def _fd_sample(task: _SampleTask) -> dict:
@@ -299,7 +301,6 @@ def _fd_sample(task: _SampleTask) -> dict:
     rng = np.random.default_rng(task.seed)
     meter = _Meter(h, cfg, rng)
     obj = cfg.objective
-    plan = measurement_plan(h)
 
     def value(theta) -> float:
         state = backend.prepare(h, theta, task.x)
@@ -321,7 +322,7 @@ def _fd_sample(task: _SampleTask) -> dict:
     free = backend.prepare(h, task.theta, task.x)
     return dict(dropped=False, gradient=g, stderr=np.full_like(g, np.nan), crossings=[],
                 preparations=meter.preparations, y=h.output_expectations(free.state), beta=0.0,
-                loss=obj.exact_value(h, free.state, task.target), plan_settings=len(plan.output_settings))
+                loss=obj.exact_value(h, free.state, task.target), kind=free.kind)
 
 
 _RUNNERS = {"one-sided": _qep_sample, "symmetric": _qep_sample, "exact": _exact_sample,
@@ -380,4 +381,5 @@ def estimate_gradient(
         samples_used=len(kept), samples_dropped=n - len(kept),
         loss=float(np.mean([r["loss"] for r in results])),
         outputs=np.array([r["y"] for r in results]), per_sample=per_sample,
+        state_kinds=tuple(sorted({r["kind"] for r in results})),
     )

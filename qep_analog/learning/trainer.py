@@ -119,7 +119,7 @@ class QEPTrainer:
             self.step_ = step + 1
             record = {"step": self.step_, "batch_loss": est.loss, "grad_norm": float(np.linalg.norm(est.gradient)),
                       "preparations": est.preparations, "crossings": len(est.crossings),
-                      "dropped": est.samples_dropped}
+                      "dropped": est.samples_dropped, "state": "+".join(est.state_kinds)}
             if test_targets is not None and (self.step_ % self.eval_every == 0 or self.step_ == self.n_steps):
                 record.update({f"test_{k}": v for k, v in evaluate(
                     self.hamiltonian, self.backend, self.theta_, test_inputs, test_targets,

@@ -185,3 +185,11 @@ def test_massar_mognetti_cost_operator_objective_is_linear_in_z():
     linear = estimate_gradient(h, EXACT, theta, x, [[1.0]], GradientConfig(estimator="exact", nudge="error-signal",
                                                                             loss="linear"))
     np.testing.assert_allclose(cost.gradient, -d * linear.gradient, atol=1e-10)
+
+
+def test_results_name_the_state_used_and_thermal_states_skip_the_crossing_policy(tfim_problem):
+    h, theta, x, t = tfim_problem
+    cfg = GradientConfig(estimator="symmetric", beta=0.05, overlap_threshold=0.999)
+    gibbs = estimate_gradient(h, get_backend("gibbs", temperature=0.5), theta, x, t, cfg)
+    assert gibbs.state_kinds == ("gibbs",) and not gibbs.crossings
+    assert estimate_gradient(h, EXACT, theta, x, t, cfg).state_kinds == ("eigenstate",)
