@@ -134,33 +134,3 @@ def require_positive(section: dict, key: str, default: float, where: str) -> flo
         raise QepValueError(f"'{where}.{key}' must be a positive number, not {value!r}")
     return float(value)
 
-
-@dataclass(frozen=True)
-class SeededLanczosStart:
-    """Wrap an ``exact`` backend so that Lanczos starts from a fixed, seeded vector.
-
-    ``scipy.sparse.linalg.eigsh`` without ``v0`` draws its start vector from ARPACK's internal
-    generator, whose state depends on every earlier call in the process; results then differ at the
-    1e-11 level between an uninterrupted and a resumed run. A free phase (no ``reference``) here
-    starts from a fixed pseudo-random vector instead; nudged phases keep the free state as start.
-    """
-
-    inner: object
-    name: str = "exact"
-
-    def prepare(self, hamiltonian, theta, x, nudge=None, reference=None):
-        if reference is None:
-            from qep_analog.equilibrium.base import EquilibriumState
-
-            v0 = np.random.default_rng(hamiltonian.dim).standard_normal(hamiltonian.dim)
-            reference = EquilibriumState(state=v0 / np.linalg.norm(v0), kind="eigenstate")
-        return self.inner.prepare(hamiltonian, theta, x, nudge, reference)
-
-
-def deterministic(backend):
-    """``backend`` with a seeded Lanczos start if it is the exact eigenstate backend (see above)."""
-    from qep_analog.equilibrium.exact import ExactBackend
-
-    if isinstance(backend, ExactBackend) and backend.eigenstate in ("ground", "highest"):
-        return SeededLanczosStart(backend, backend.name)
-    return backend

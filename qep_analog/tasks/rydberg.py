@@ -28,7 +28,7 @@ import numpy as np
 from qep_analog.errors import QepValueError
 from qep_analog.learning.gradient import estimate_gradient
 from qep_analog.protocol import build_data, build_gradient_config
-from qep_analog.tasks.common import RunContext, deterministic, require_int, require_positive
+from qep_analog.tasks.common import RunContext, require_int, require_positive
 
 
 def _model(ctx: RunContext):
@@ -55,7 +55,7 @@ def _backend(ctx: RunContext, spec: dict, model):
         return get_backend(name, model=model, **options)
     if options:
         ctx.notes.append(f"backend {name!r}: the adiabatic options {sorted(options)} are ignored")
-    return deterministic(get_backend(name))
+    return get_backend(name)
 
 
 def _data(ctx: RunContext, h):

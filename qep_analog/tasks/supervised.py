@@ -23,7 +23,7 @@ from qep_analog.learning.optimizers import make_optimizer
 from qep_analog.learning.trainer import QEPTrainer, evaluate
 from qep_analog.models.spin_models import PHASES, cluster_ising_phase
 from qep_analog.protocol import build_backend, build_data, build_gradient_config, build_model
-from qep_analog.tasks.common import RunContext, deterministic, learning_rate_at, require_int, require_positive
+from qep_analog.tasks.common import RunContext, learning_rate_at, require_int, require_positive
 
 _TRAINING_KEYS = ("optimizer", "learning_rate", "batch_size", "steps", "seed", "eval_every", "metric",
                   "init_scale", "bounds", "checkpoint_every", "theta0", "schedule", "final_learning_rate")
@@ -59,7 +59,7 @@ def _train(ctx: RunContext) -> tuple[QEPTrainer, object, object]:
     h = build_model(p)
     data = build_data(p, h)
     config = build_gradient_config(p)
-    backend = deterministic(build_backend(p))
+    backend = build_backend(p)
     trainer = build_trainer(ctx, h, backend, config)
     tr = p.section("training")
     lr0, lr1 = trainer.optimizer.learning_rate, tr.get("final_learning_rate")

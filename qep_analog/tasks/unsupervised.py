@@ -26,7 +26,7 @@ import numpy as np
 from qep_analog.errors import QepValueError
 from qep_analog.learning.gradient import estimate_gradient
 from qep_analog.protocol import build_backend, build_gradient_config, build_model
-from qep_analog.tasks.common import RunContext, deterministic, require_int, require_positive
+from qep_analog.tasks.common import RunContext, require_int, require_positive
 
 EXPLORATION_STARTS = [[-0.1, 0.4], [0.2, 0.9]]
 SENSITIVITY_STARTS = [[-0.2, -1.5, -1.5], [-0.5, 0.3, 1.0]]
@@ -50,7 +50,7 @@ def _setup(ctx: RunContext, width: int, default_starts):
     tr = p.section("training")
     steps = require_int(tr, "steps", 100, 1, "training")
     lr = require_positive(tr, "learning_rate", 0.1, "training")
-    return h, config, deterministic(build_backend(p)), [list(map(float, s)) for s in starts], steps, lr
+    return h, config, build_backend(p), [list(map(float, s)) for s in starts], steps, lr
 
 
 def _value_and_gradient(h, backend, config, g_x: float, g_zz: float, seed) -> tuple[float, np.ndarray, dict]:
