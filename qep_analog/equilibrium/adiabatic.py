@@ -8,7 +8,8 @@ change δ_ℓ → δ_ℓ − c_ℓ, ramped with the same shape (or switched as a
 
 Emulation: pulser-simulation's ``QutipBackendV2`` with ``QutipConfig`` (solver tolerances set
 explicitly, optional ``NoiseModel``, optional channel modulation; shot-to-shot noise requires an
-explicit ``n_trajectories``), or the project's fast emulators (``emulator="krylov"|"subspace"``).
+explicit ``n_trajectories``; the noise draws are seeded from the backend's ``seed`` and the sequence,
+so noisy runs are reproducible), or the project's fast emulators (``emulator="krylov"|"subspace"``).
 The prepared state is converted to the package basis (our vector = pulser vector[::-1]).
 ``info`` holds the fidelity to the exact ground state, the energy above it, the gap, the
 sequence and its DMM plan.
@@ -17,6 +18,8 @@ sequence and its DMM plan.
 """
 
 from __future__ import annotations
+
+import hashlib
 
 import numpy as np
 import scipy.linalg
@@ -59,29 +62,47 @@ def _pulser_noise_is_stochastic(noise_model) -> bool:
     return any(float(getattr(noise_model, name, 0.0) or 0.0) != 0.0 for name in _STOCHASTIC)
 
 
+def _derived_seed(seed: int, text: str) -> int:
+    digest = hashlib.sha256(f"{int(seed)}:".encode() + text.encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
 def emulate_pulser(sequence, *, noise_model=None, n_trajectories: int | None = None,
                    with_modulation: bool = False, atol: float = 1e-10, rtol: float = 1e-8,
-                   nsteps: int = 200_000) -> np.ndarray:
+                   nsteps: int = 200_000, seed: int | None = None) -> np.ndarray:
     """Final state of ``sequence`` from pulser's QutipBackendV2, in the package basis.
 
     A ket for noiseless runs, a density matrix with noise. Solver options go to qutip explicitly
     (pulser 1.9's QutipBackendV2 has no public field for them; we set its qutip options dict).
+    pulser draws its shot-to-shot noise from numpy's *global* generator; with ``seed`` that generator
+    is seeded for this run and restored afterwards, and collapse operators go to ``mesolve`` (exact
+    Lindblad evolution per noise draw), so a noisy run is reproducible.
     """
     from pulser.backend import StateResult
-    from pulser_simulation import QutipBackendV2, QutipConfig
+    from pulser_simulation import QutipBackendV2, QutipConfig, Solver
 
     if _pulser_noise_is_stochastic(noise_model) and not n_trajectories:
         raise QepValueError("the noise model has shot-to-shot noise (amplitude, Doppler, detuning, SPAM "
                             "preparation): set 'n_trajectories' explicitly, or one trajectory runs silently")
-    options = dict(observables=[StateResult(evaluation_times=[1.0])], with_modulation=with_modulation)
+    # Master equation for collapse operators (pulser's default picks mcsolve with one unseeded quantum
+    # trajectory per noise draw when shot-to-shot noise is present: unreproducible and needlessly noisy).
+    options = dict(observables=[StateResult(evaluation_times=[1.0])], with_modulation=with_modulation,
+                   solver=Solver.MESOLVER)
     if noise_model is not None:
         options["noise_model"] = noise_model
     if n_trajectories:
         options["n_trajectories"] = int(n_trajectories)
     config = QutipConfig(**options)
-    backend = QutipBackendV2(sequence, config=config)
-    backend._qutip_options.update(atol=atol, rtol=rtol, nsteps=nsteps)
-    result = backend.run()
+    saved = None if seed is None else np.random.get_state()
+    if seed is not None:
+        np.random.seed(int(seed) % 2**32)
+    try:
+        backend = QutipBackendV2(sequence, config=config)
+        backend._qutip_options.update(atol=atol, rtol=rtol, nsteps=nsteps)
+        result = backend.run()
+    finally:
+        if saved is not None:
+            np.random.set_state(saved)
     data = result.final_state.to_qobj().full()
     if data.shape[1] == 1:
         return data[::-1, 0].copy()
@@ -98,7 +119,7 @@ class AdiabaticBackend:
                  noise_model=None, n_trajectories: int | None = None, with_modulation: bool = False,
                  atol: float = 1e-10, rtol: float = 1e-8, nsteps: int = 200_000,
                  compare_exact: bool = True, coupling_rtol: float = 1e-6,
-                 emulator_tolerance: float = 1e-7):
+                 emulator_tolerance: float = 1e-7, seed: int = 0):
         if not isinstance(model, RydbergModel):
             raise QepValueError(f"'model' must be a RydbergModel, not {type(model).__name__}")
         if emulator not in EMULATORS:
@@ -114,6 +135,7 @@ class AdiabaticBackend:
         self.compare_exact = bool(compare_exact)
         self.coupling_rtol = float(coupling_rtol)
         self.emulator_tolerance = float(emulator_tolerance)
+        self.seed = int(seed)
         if _pulser_noise_is_stochastic(noise_model) and not n_trajectories:
             raise QepValueError("the noise model has shot-to-shot noise: set 'n_trajectories' explicitly")
         if emulator != "pulser" and (noise_model is not None or with_modulation):
@@ -153,11 +175,16 @@ class AdiabaticBackend:
         change = nudge_to_detunings(nudge, self.model.n_atoms)
         return model_sequence(self.model, controls, self.ramp, nudge_detunings=change, register=register)
 
-    def run_sequence(self, sequence) -> np.ndarray:
-        """Final state of a sequence in the package basis, with this backend's emulator."""
+    def run_sequence(self, sequence, *, noise_seed: int | None = None) -> np.ndarray:
+        """Final state of a sequence in the package basis, with this backend's emulator.
+
+        ``noise_seed`` seeds pulser's noise trajectories (default: derived from the backend's ``seed``
+        and the sequence's abstract representation, so equal sequences see equal noise draws)."""
         if self.emulator == "pulser":
+            if noise_seed is None and _pulser_noise_is_stochastic(self.noise_model):
+                noise_seed = _derived_seed(self.seed, sequence.to_abstract_repr())
             return emulate_pulser(sequence, noise_model=self.noise_model, n_trajectories=self.n_trajectories,
-                                  with_modulation=self.with_modulation, **self.solver_options)
+                                  with_modulation=self.with_modulation, seed=noise_seed, **self.solver_options)
         try:
             from qep_analog.equilibrium.emulators import emulate
         except ImportError:

@@ -115,8 +115,12 @@ def emulate(
     noise_model=None,
     initial_state: np.ndarray | None = None,
     n_trajectories: int | None = None,
+    seed: int | None = 0,
 ) -> EmulationResult:
-    """Emulate a pulser ``sequence`` with the emulator ``method`` (see :data:`EMULATORS`)."""
+    """Emulate a pulser ``sequence`` with the emulator ``method`` (see :data:`EMULATORS`).
+
+    ``seed`` fixes pulser's shot-to-shot noise draws ("pulser" only; ``None`` leaves numpy's global
+    generator as it is)."""
     if method not in EMULATORS:
         raise QepValueError(f"'method' must be one of {sorted(EMULATORS)}, not {method!r}")
     if not (isinstance(tolerance, int | float) and 0 < tolerance < 1):
@@ -128,7 +132,7 @@ def emulate(
 
         psi0 = None if initial_state is None else _initial(initial_state, n_atoms)
         state, info = run_pulser(
-            sequence, noise_model=noise_model, initial_state=psi0, n_trajectories=n_trajectories
+            sequence, noise_model=noise_model, initial_state=psi0, n_trajectories=n_trajectories, seed=seed
         )
         if noise_model is not None and "SPAM" in noise_model.noise_types:
             info["spam"] = spam_parameters(noise_model)

@@ -52,19 +52,22 @@ def run_pulser(
     initial_state: np.ndarray | None = None,
     options: SolverOptions = SolverOptions(),
     n_trajectories: int | None = None,
+    seed: int | None = None,
 ) -> tuple[np.ndarray, dict]:
     """Emulate ``sequence`` with QutipBackendV2; return (final state in OUR basis, info).
 
     Pure evolutions return a state vector; with a noise model that needs a density matrix or
     several trajectories the returned state is the (averaged) density matrix. Shot-to-shot noise
-    requires ``n_trajectories`` explicitly (never a silent single trajectory).
+    requires ``n_trajectories`` explicitly (never a silent single trajectory). Collapse operators
+    go to ``mesolve`` (pulser's default would pick an unseeded ``mcsolve``); pulser draws shot-to-shot
+    noise from numpy's global generator, which ``seed`` seeds for this run and then restores.
     """
     from pulser.backend.default_observables import StateResult
-    from pulser_simulation import QutipBackendV2, QutipConfig, QutipState
+    from pulser_simulation import QutipBackendV2, QutipConfig, QutipState, Solver
 
     n_atoms = len(sequence.register.qubit_ids)
     observable = StateResult(evaluation_times=[1.0])
-    kwargs: dict = {"observables": [observable]}
+    kwargs: dict = {"observables": [observable], "solver": Solver.MESOLVER}
     if noise_model is not None:
         kwargs["noise_model"] = noise_model
         if has_shot_noise(noise_model):
@@ -83,12 +86,19 @@ def run_pulser(
         qobj = qutip.Qobj(psi[::-1].reshape(-1, 1), dims=[[2] * n_atoms, [1] * n_atoms])
         kwargs["initial_state"] = QutipState(qobj, eigenstates=("r", "g"))
     config = QutipConfig(**kwargs)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        backend = QutipBackendV2(sequence, config=config)
-        # Explicit solver options: pulser 1.9 has no public field for them.
-        backend._qutip_options.update(options.as_dict())
-        results = backend.run()
+    saved = None if seed is None else np.random.get_state()
+    if seed is not None:
+        np.random.seed(int(seed) % 2**32)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            backend = QutipBackendV2(sequence, config=config)
+            # Explicit solver options: pulser 1.9 has no public field for them.
+            backend._qutip_options.update(options.as_dict())
+            results = backend.run()
+    finally:
+        if saved is not None:
+            np.random.set_state(saved)
     res_list = results if isinstance(results, list | tuple) else [results]
     states = []
     for res in res_list:
