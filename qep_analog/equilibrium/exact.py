@@ -2,9 +2,12 @@
 
 Eigenstate policy (the same in every backend, see ``shared/PHYSICS.md`` §1):
 
-* ``eigenstate="ground"`` — dense ``eigh`` up to ``dense_max_dim``, otherwise Lanczos
-  (``scipy.sparse.linalg.eigsh``, two lowest levels, relative tolerance ``tol``), warm-started
-  from the free state of the same sample when one is given.
+* ``eigenstate="ground"`` — dense ``eigh`` up to ``dense_max_dim``, otherwise Lanczos for the
+  two lowest levels to Ritz residual ``tol·|E|``, warm-started from the free state of the same
+  sample when one is given: ``solver="lanczos"`` (default) is the compiled recurrence of
+  :mod:`qep_analog.equilibrium.lanczos`, falling back to ARPACK if it does not converge;
+  ``solver="arpack"`` is ``scipy.sparse.linalg.eigsh`` (the baseline). ``info["method"]`` says
+  which one produced the state.
 * ``eigenstate="highest"`` — the same for the top of the spectrum (what an adiabatic ramp from
   |g…g⟩ with δ ≫ interactions prepares).
 * ``eigenstate=k`` (an integer level index of the free Hamiltonian) — dense ``eigh`` only, and the
@@ -26,6 +29,7 @@ import scipy.linalg as la
 import scipy.sparse.linalg as sla
 
 from qep_analog.equilibrium.base import EquilibriumState, register_backend
+from qep_analog.equilibrium.lanczos import lowest_two
 from qep_analog.errors import ConvergenceError, QepValueError
 from qep_analog.models.hamiltonian import Hamiltonian
 from qep_analog.models.pauli import PauliSum
@@ -41,50 +45,68 @@ class ExactBackend:
     degeneracy_tol: float = 1e-8
     continuation_fraction: float = 0.2
     warm_start: bool = True
+    solver: str = "lanczos"
     name: str = "exact"
 
     def __post_init__(self) -> None:
         if not (self.eigenstate in ("ground", "highest") or isinstance(self.eigenstate, int)):
             raise QepValueError(f"'eigenstate' must be 'ground', 'highest' or a level index, not {self.eigenstate!r}")
+        if self.solver not in ("lanczos", "arpack"):
+            raise QepValueError(f"'solver' must be 'lanczos' or 'arpack', not {self.solver!r}")
         if self.tol <= 0:
             raise QepValueError(f"'tol' must be > 0, not {self.tol}")
 
     def prepare(self, hamiltonian: Hamiltonian, theta, x, nudge: PauliSum | None = None,
                 reference: EquilibriumState | None = None) -> EquilibriumState:
-        h = hamiltonian.matrix(theta, x)
-        if nudge is not None:
-            h = (h + nudge.matrix(hamiltonian.n_qubits)).tocsr()
         if isinstance(self.eigenstate, int):
             return self._follow_level(hamiltonian, theta, x, nudge, reference)
         top = self.eigenstate == "highest"
-        if h.shape[0] <= self.dense_max_dim:
-            energies, vectors = la.eigh(h.toarray())
+        diagonal = None if nudge is None or not nudge.is_diagonal else nudge.diagonal(hamiltonian.n_qubits)
+
+        def sparse():
+            if nudge is None or diagonal is not None:
+                return hamiltonian.matrix(theta, x, extra_diagonal=diagonal)
+            return (hamiltonian.matrix(theta, x) + nudge.matrix(hamiltonian.n_qubits)).tocsr()
+
+        if hamiltonian.dim <= self.dense_max_dim:
+            energies, vectors = la.eigh(sparse().toarray())
             if top:
                 energies, vectors = -energies[::-1], vectors[:, ::-1]
             e0, e1, psi = energies[0], energies[1], vectors[:, 0]
             method = "dense"
+            extra = {}
         else:
             if reference is not None and reference.is_pure and self.warm_start:
                 v0 = reference.state
             else:
                 # ARPACK's own start vector depends on the process's call history; a fixed start keeps
                 # results bitwise reproducible (e.g. a resumed training run equals an uninterrupted one)
-                v0 = _default_start(h.shape[0])
-            try:
-                energies, vectors = sla.eigsh(-h if top else h, k=2, which="SA", v0=v0, tol=self.tol)
-            except sla.ArpackNoConvergence as exc:
-                raise ConvergenceError(f"Lanczos did not converge to tol={self.tol}: {exc}") from None
-            order = np.argsort(energies)
-            e0, e1 = energies[order]
-            psi = vectors[:, order[0]]
-            method = "lanczos"
+                v0 = _default_start(hamiltonian.dim)
+            result = None
+            if self.solver == "lanczos":
+                op = (hamiltonian.mask_operator(theta, x, extra_diagonal=diagonal)
+                      if nudge is None or diagonal is not None else sparse())
+                result = lowest_two(op, v0, tol=self.tol, sign=-1.0 if top else 1.0)
+            if result is not None and result.converged:
+                (e0, e1), psi, method = result.energies, result.vector, "lanczos"
+                extra = dict(iterations=result.iterations, residual=result.residual)
+            else:
+                h = sparse()
+                try:
+                    energies, vectors = sla.eigsh(-h if top else h, k=2, which="SA", v0=v0, tol=self.tol)
+                except sla.ArpackNoConvergence as exc:
+                    raise ConvergenceError(f"Lanczos did not converge to tol={self.tol}: {exc}") from None
+                order = np.argsort(energies)
+                e0, e1 = energies[order]
+                psi = vectors[:, order[0]]
+                method, extra = "arpack", {}
         psi = _fix_phase(psi)
         energy = float(-e0 if top else e0)
         gap = float(e1 - e0)
         return EquilibriumState(
             state=psi, kind="eigenstate", energy=energy, gap=gap,
             info=dict(method=method, level=self.eigenstate, degenerate=bool(gap < self.degeneracy_tol),
-                      tol=self.tol if method == "lanczos" else 0.0),
+                      tol=0.0 if method == "dense" else self.tol, **extra),
         )
 
     def _follow_level(self, hamiltonian, theta, x, nudge, reference) -> EquilibriumState:

@@ -214,11 +214,14 @@ class Hamiltonian:
         w[inp] *= x[s["input_of"][inp]]
         return w
 
-    def matrix(self, theta=None, x=None, extra: sp.spmatrix | None = None) -> sp.csr_matrix:
-        """Sparse H(θ, x) (+ ``extra``, e.g. a nudge), built on a cached structure."""
-        return self.matrix_from_weights(self.term_weights(theta, x), extra)
+    def matrix(self, theta=None, x=None, extra: sp.spmatrix | None = None,
+               extra_diagonal: np.ndarray | None = None) -> sp.csr_matrix:
+        """Sparse H(θ, x) (+ ``extra``, e.g. a nudge; + a diagonal ``extra_diagonal``, added on the
+        cached structure without a sparse sum), built on a cached structure."""
+        return self.matrix_from_weights(self.term_weights(theta, x), extra, extra_diagonal)
 
-    def matrix_from_weights(self, weights: np.ndarray, extra: sp.spmatrix | None = None) -> sp.csr_matrix:
+    def matrix_from_weights(self, weights: np.ndarray, extra: sp.spmatrix | None = None,
+                            extra_diagonal: np.ndarray | None = None) -> sp.csr_matrix:
         s = self._structure
         table: ProductTable = s["table"]
         dtype = float if self.is_real else complex
@@ -226,11 +229,30 @@ class Hamiltonian:
         selector = np.zeros((len(s["masks"]), len(weights)))
         selector[s["term_slot"], np.arange(len(weights))] = weights
         diag = (selector @ table.values).astype(dtype, copy=False)
+        if extra_diagonal is not None:  # masks are sorted: slot 0 is the diagonal (mask 0)
+            diag[0] += np.asarray(extra_diagonal, dtype=float).reshape(self.dim)
         data = diag.reshape(-1)[s["perm"]]
         h = sp.csr_matrix((data, s["indices"], s["indptr"]), shape=(self.dim, self.dim))
         if extra is not None:
             h = (h + extra).tocsr()
         return h
+
+    def mask_operator(self, theta=None, x=None, extra_diagonal: np.ndarray | None = None):
+        """H(θ, x) (+ a diagonal) as a :class:`~qep_analog.equilibrium.lanczos.MaskOperator`:
+        (H v)[i] = Σ_k rows[i, k] v[i ^ masks[k]], what the compiled Lanczos applies fastest."""
+        from qep_analog.equilibrium.lanczos import MaskOperator
+
+        s = self._structure
+        weights = self.term_weights(theta, x)
+        selector = np.zeros((len(s["masks"]), len(weights)))
+        selector[s["term_slot"], np.arange(len(weights))] = weights
+        # column form H[r ^ x_k, r] = D[k, r]; Hermiticity turns it into the row form H[i, i ^ x_k] = conj D[k, i]
+        columns = selector @ s["table"].values
+        if extra_diagonal is not None:
+            columns = columns.astype(np.result_type(columns.dtype, float), copy=False)
+            columns[0] += np.asarray(extra_diagonal, dtype=float).reshape(self.dim)
+        rows = np.ascontiguousarray(columns.conj().T)
+        return MaskOperator(masks=np.asarray(s["masks"], dtype=np.int64), rows=rows)
 
     def dense(self, theta=None, x=None) -> np.ndarray:
         return self.matrix(theta, x).toarray()

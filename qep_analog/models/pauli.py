@@ -135,6 +135,13 @@ class PauliProduct:
 
 
 @lru_cache(maxsize=4096)
+def _diagonal_values(product: PauliProduct, n_qubits: int) -> np.ndarray:
+    values = product.column_values(n_qubits).real
+    values.setflags(write=False)
+    return values
+
+
+@lru_cache(maxsize=4096)
 def _product_matrix(product: PauliProduct, n_qubits: int) -> sp.csr_matrix:
     dim = 2**n_qubits
     cols = np.arange(dim)
@@ -187,13 +194,21 @@ class PauliSum:
     def is_diagonal(self) -> bool:
         return all(p.is_diagonal for p in self.products)
 
+    def diagonal(self, n_qubits: int) -> np.ndarray:
+        """The diagonal of a diagonal (Z/n-only) sum as a real vector."""
+        if not self.is_diagonal:
+            raise QepValueError(f"'{self}' is not diagonal in the computational basis")
+        diagonal = np.full(2**n_qubits, self.constant, dtype=float)
+        for c, p in self.terms:
+            if p.max_qubit() >= n_qubits:
+                raise QepValueError(f"'{p}' acts on qubit {p.max_qubit()} but the system has {n_qubits} qubits")
+            diagonal += c * _diagonal_values(p, n_qubits)
+        return diagonal
+
     def matrix(self, n_qubits: int) -> sp.csr_matrix:
-        dim = 2**n_qubits
         if self.is_diagonal:  # fast path for costs and nudges on Z/n outputs
-            diagonal = np.full(dim, self.constant, dtype=float)
-            for c, p in self.terms:
-                diagonal += c * p.matrix(n_qubits).diagonal().real
-            return sp.diags_array(diagonal, format="csr")
+            return sp.diags_array(self.diagonal(n_qubits), format="csr")
+        dim = 2**n_qubits
         out = sp.identity(dim, format="csr") * self.constant
         for c, p in self.terms:
             out = out + c * p.matrix(n_qubits)
