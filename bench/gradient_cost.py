@@ -16,8 +16,9 @@ then its median and spread.
 Part 2 — wall time per phase-sensor training sample (free + two nudged ground states + all 51
 term expectations, Lanczos tolerance 1e-8): the named baseline is cold-started ARPACK
 (``scipy.sparse.linalg.eigsh``), measured in the same run against warm-started ARPACK and the
-package's compiled Lanczos (:mod:`qep_analog.equilibrium.lanczos`), cold and warm. For comparison only, the issue quotes 28 ms per
-sample for the authors' public code on this machine (not re-measured here).
+package's compiled Lanczos (:mod:`qep_analog.equilibrium.lanczos`), cold and warm. For comparison
+only, the issue quotes 28 ms per sample for the authors' public code on this machine (not
+re-measured here).
 
 Run:  python bench/gradient_cost.py [--draws 20] [--reps 4] [--quick]
 """

@@ -10,9 +10,9 @@ batches, state preparations (PHYSICS.md §1 counting, mean per seed) and wall ti
     python bench/training_budget.py --seeds 3 --steps 100 --eval-every 20    # a quick look
     python bench/training_budget.py --from-runs runs/study/seed_*             # summarise finished runs
 
-Settings: ``paper`` = Adam, constant lr 0.01 (Wanjura–Marquardt); ``ours`` = the protocol's own
-(Adam with an exponential decay of the learning rate). Both use the protocol's β, M and
-initialisation. Wall time to reach a level = (run wall time / batches) × batches to reach it.
+Settings: ``paper`` = Adam, constant lr 0.01, β = 0.4 (Wanjura–Marquardt); ``ours`` = the
+protocol's own (its β and an exponential decay of the learning rate). Both use the protocol's M
+and initialisation. Wall time to reach a level = (run wall time / batches) × batches to reach it.
 Runs go through ``qep-analog train`` in ``--workers`` processes (default 2).
 """
 
@@ -30,7 +30,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 PROTOCOL = ROOT / "protocols" / "phase_sensor.toml"
 SETTINGS = {
-    "paper": ["training.learning_rate=0.01", "training.schedule=constant"],
+    "paper": ["training.learning_rate=0.01", "training.schedule=constant", "gradient.beta=0.4"],
     "ours": [],
 }
 LEVELS = (0.9, 0.94)
@@ -69,7 +69,8 @@ def summarise(runs: list[dict]) -> dict:
            "seconds_per_batch": float(per_batch_s),
            "final_single_shot_mean": float(np.mean([run["final"].get("test_single_shot_accuracy", np.nan)
                                                     for run in runs])),
-           "crossing_events_mean": float(np.mean([run["final"].get("crossing_events", 0) for run in runs]))}
+           "crossing_events_mean": float(np.mean([run["final"].get("crossing_events", 0) for run in runs])),
+           "crossing_samples_mean": float(np.mean([run["final"].get("crossing_samples", np.nan) for run in runs]))}
     for level in LEVELS:
         hit = np.nonzero(mean >= level)[0]
         if hit.size:
@@ -85,7 +86,8 @@ def _print(name: str, s: dict) -> None:
     print(f"[{name}] {s['seeds']} seeds: final max-choice accuracy mean {s['final_mean']:.3f}, median "
           f"{s['final_median']:.3f}, min {s['final_min']:.3f}, max {s['final_max']:.3f}; best mean "
           f"{s['best_mean']:.3f} at batch {s['best_mean_step']}; single-shot {s['final_single_shot_mean']:.3f}; "
-          f"{s['seconds_per_batch']:.2f} s/batch; crossing events/run {s['crossing_events_mean']:.0f}")
+          f"{s['seconds_per_batch']:.2f} s/batch; crossing events/run {s['crossing_events_mean']:.0f}, "
+          f"training samples touched by the crossing policy/run {s['crossing_samples_mean']:.0f}")
     for level in LEVELS:
         r = s[f"to_{level}"]
         print(f"   mean ≥ {level}: " + ("not reached" if r is None else
@@ -101,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     p.add_argument("--from-runs", nargs="+", default=None, help="summarise finished run directories instead")
     p.add_argument("--json", default=None, help="also write the summary here")
+    p.add_argument("--out", default=None, help="keep the run directories here (default: a temporary directory)")
     args = p.parse_args(argv)
     if args.from_runs:
         runs = [load_run(Path(d)) for d in args.from_runs if (Path(d) / "results.json").is_file()]
@@ -108,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         _print("runs", summary["runs"])
     else:
         with tempfile.TemporaryDirectory() as tmp:
-            tasks = [(s, seed, args.steps, args.eval_every, f"{tmp}/{s}_{seed}")
+            base = Path(args.out) if args.out else Path(tmp)
+            tasks = [(s, seed, args.steps, args.eval_every, str(base / f"{s}_{seed}"))
                      for s in args.settings for seed in range(1, args.seeds + 1)]
             with ProcessPoolExecutor(max_workers=args.workers) as pool:
                 results = list(pool.map(_run, tasks))

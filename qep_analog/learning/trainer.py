@@ -119,6 +119,7 @@ class QEPTrainer:
             self.step_ = step + 1
             record = {"step": self.step_, "batch_loss": est.loss, "grad_norm": float(np.linalg.norm(est.gradient)),
                       "preparations": est.preparations, "crossings": len(est.crossings),
+                      "crossing_samples": len({c["sample"] for c in est.crossings if c.get("kind") == "crossing"}),
                       "dropped": est.samples_dropped, "state": "+".join(est.state_kinds)}
             if test_targets is not None and (self.step_ % self.eval_every == 0 or self.step_ == self.n_steps):
                 record.update({f"test_{k}": v for k, v in evaluate(

@@ -113,6 +113,8 @@ def _common_final(trainer: QEPTrainer, data, config) -> dict:
         "samples_seen": trainer.step_ * min(trainer.batch_size, len(data.targets)),
         "preparations": sum(r["preparations"] or 0 for r in hist) if config.shots is not None else None,
         "crossing_events": int(sum(r["crossings"] for r in hist)),
+        # distinct training samples the crossing policy touched (β shrunk and/or dropped)
+        "crossing_samples": int(sum(r.get("crossing_samples", 0) for r in hist)),
         "samples_dropped": int(sum(r["dropped"] for r in hist)),
         "final_batch_loss": hist[-1]["batch_loss"] if hist else None,
         "objective": config.objective.name,
