@@ -28,6 +28,7 @@ import scipy.sparse.linalg
 from qep_analog.device.rydberg import RydbergModel
 from qep_analog.device.sequences import RampSpec, model_sequence
 from qep_analog.equilibrium.base import EquilibriumState, register_backend
+from qep_analog.equilibrium.emulators.reference import seeded_global_numpy
 from qep_analog.errors import QepValueError
 from qep_analog.models.hamiltonian import Hamiltonian
 from qep_analog.models.pauli import PauliSum
@@ -93,16 +94,10 @@ def emulate_pulser(sequence, *, noise_model=None, n_trajectories: int | None = N
     if n_trajectories:
         options["n_trajectories"] = int(n_trajectories)
     config = QutipConfig(**options)
-    saved = None if seed is None else np.random.get_state()
-    if seed is not None:
-        np.random.seed(int(seed) % 2**32)
-    try:
+    with seeded_global_numpy(seed):
         backend = QutipBackendV2(sequence, config=config)
         backend._qutip_options.update(atol=atol, rtol=rtol, nsteps=nsteps)
         result = backend.run()
-    finally:
-        if saved is not None:
-            np.random.set_state(saved)
     data = result.final_state.to_qobj().full()
     if data.shape[1] == 1:
         return data[::-1, 0].copy()

@@ -188,14 +188,14 @@ def lowest_two(h, v0: np.ndarray, *, tol: float = 1e-10, sign: float = 1.0,
     basis[0] = start / np.linalg.norm(start)
     floor = np.finfo(float).eps ** (2 / 3)
     m, converged = 0, False
-    energies, coeffs = np.array([np.inf, np.inf]), None
+    energies, y = np.array([np.inf, np.inf]), None
     while m < max_iter:
         stop = min(max_iter, m + (check_every if m >= 2 * check_every else 2 * check_every))
         m_new = extend(basis, alpha, beta, m, stop)
         exhausted = m_new < stop or m_new == dim
         m = m_new
         if m < 2:
-            energies, coeffs = np.array([alpha[0], np.inf]), np.ones((1, 1))
+            energies, y = np.array([alpha[0], np.inf]), basis[0].copy()
             converged = exhausted
             if exhausted:
                 break
@@ -218,12 +218,11 @@ def lowest_two(h, v0: np.ndarray, *, tol: float = 1e-10, sign: float = 1.0,
                 break
         if second is not None or exhausted:
             energies = np.array([theta[0], theta[second] if second is not None else np.inf])
-            coeffs = s
+            y = y0
             converged = True
             break
     if not converged:
         return LanczosResult(energies=energies, vector=basis[0], iterations=m, residual=np.inf, converged=False)
-    y = coeffs[:, 0] @ basis[:m]
     y = y / np.linalg.norm(y)
     residual = float(np.linalg.norm(sign * (h @ y) - energies[0] * y))
     return LanczosResult(energies=energies, vector=y, iterations=m, residual=residual, converged=True)

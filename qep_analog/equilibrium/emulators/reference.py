@@ -12,6 +12,7 @@ shot-to-shot noise return pulser's aggregated density matrix, reversed likewise.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from dataclasses import dataclass
 
@@ -37,6 +38,21 @@ class SolverOptions:
         if self.max_step_us is not None:
             out["max_step"] = self.max_step_us
         return out
+
+
+@contextlib.contextmanager
+def seeded_global_numpy(seed: int | None):
+    """Seed numpy's global generator (pulser draws its noise there) for a block, then restore it.
+    ``None`` leaves the generator untouched."""
+    if seed is None:
+        yield
+        return
+    saved = np.random.get_state()
+    np.random.seed(int(seed) % 2**32)
+    try:
+        yield
+    finally:
+        np.random.set_state(saved)
 
 
 def has_shot_noise(noise_model) -> bool:
@@ -86,19 +102,12 @@ def run_pulser(
         qobj = qutip.Qobj(psi[::-1].reshape(-1, 1), dims=[[2] * n_atoms, [1] * n_atoms])
         kwargs["initial_state"] = QutipState(qobj, eigenstates=("r", "g"))
     config = QutipConfig(**kwargs)
-    saved = None if seed is None else np.random.get_state()
-    if seed is not None:
-        np.random.seed(int(seed) % 2**32)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            backend = QutipBackendV2(sequence, config=config)
-            # Explicit solver options: pulser 1.9 has no public field for them.
-            backend._qutip_options.update(options.as_dict())
-            results = backend.run()
-    finally:
-        if saved is not None:
-            np.random.set_state(saved)
+    with seeded_global_numpy(seed), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        backend = QutipBackendV2(sequence, config=config)
+        # Explicit solver options: pulser 1.9 has no public field for them.
+        backend._qutip_options.update(options.as_dict())
+        results = backend.run()
     res_list = results if isinstance(results, list | tuple) else [results]
     states = []
     for res in res_list:
