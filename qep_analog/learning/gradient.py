@@ -22,10 +22,13 @@ Crossing policy (PHYSICS.md §1): after preparing a nudged phase we compare it w
 state; if |⟨ψ₀|ψ_{±β}⟩| < ``overlap_threshold`` the nudge crossed a level. With
 ``crossing_policy="shrink"`` the sample's β is halved (up to ``max_halvings`` times) and the
 phases are prepared again; if the overlap still fails, or with ``crossing_policy="drop"``, the
-sample is dropped and counted. Every event is recorded in ``crossings``. Exactly degenerate
-free ground states are flagged (``"degenerate"``) — no finite-β estimator can repair them.
-The overlap is an emulation diagnostic (a lab cannot measure it): no shots are spent or counted
-on a rejected attempt.
+sample is dropped and counted. With ``crossing_policy="one-sided"`` (symmetric estimator only), a
+sample where exactly one of ±β crosses keeps the full β and uses the one-sided estimate from the
+uncrossed side, g = s(⟨A⟩_{sβ} − ⟨A⟩₀)/β, paying one measured free phase instead of the 2^k noise
+amplification of k halvings; when both sides cross it shrinks as above. Every event is recorded
+in ``crossings``. Exactly degenerate free ground states are flagged (``"degenerate"``) — no
+finite-β estimator can repair them. The overlap is an emulation diagnostic (a lab cannot
+measure it): no shots are spent or counted on a rejected attempt.
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ from qep_analog.models.pauli import PauliProduct, ProductTable
 
 ESTIMATORS = ("one-sided", "symmetric", "exact", "finite-difference")
 MEASUREMENTS = ("grouped", "gaussian")
-POLICIES = ("shrink", "drop")
+POLICIES = ("shrink", "drop", "one-sided")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -250,6 +253,7 @@ def _qep_sample(task: _SampleTask) -> dict:
         y = meter.outputs(free)
     direction = obj.nudge_direction(h, y, task.target)
     beta = cfg.beta
+    side = None  # the sign of the one side kept by the "one-sided" policy
     for attempt in range(cfg.max_halvings + 1):
         phases = {s: backend.prepare(h, task.theta, task.x, direction.scaled(s * beta), reference=free)
                   for s in signs}
@@ -258,12 +262,17 @@ def _qep_sample(task: _SampleTask) -> dict:
         bad = {s: o for s, o in overlaps.items() if o < cfg.overlap_threshold} if free.is_pure else {}
         if not bad:
             break
-        last = cfg.crossing_policy == "drop" or attempt == cfg.max_halvings
+        fall_back = cfg.crossing_policy == "one-sided" and len(bad) == 1 and len(signs) == 2
+        last = not fall_back and (cfg.crossing_policy == "drop" or attempt == cfg.max_halvings)
         for s, o in bad.items():
             crossings.append(dict(sample=task.index, phase=f"{'+' if s > 0 else '-'}beta", kind="crossing",
                                   overlap=float(o), beta=beta, gap_free=float(free.gap),
                                   nudge_norm=float(beta * np.sum(np.abs(direction.coefficients))),
-                                  action="dropped" if last else "shrunk"))
+                                  action="one-sided" if fall_back else "dropped" if last else "shrunk"))
+        if fall_back:
+            side = -next(iter(bad))
+            phases = {side: phases[side]}
+            break
         if last:
             return dict(dropped=True, crossings=crossings, preparations=meter.preparations, y=y,
                         loss=obj.exact_value(h, free.state, task.target), kind=free.kind)
@@ -272,6 +281,10 @@ def _qep_sample(task: _SampleTask) -> dict:
     if one_sided:
         g = (measured[1][0] - h_free) / beta
         se = np.sqrt(measured[1][1] ** 2 + se_free**2) / beta
+    elif side is not None:  # the uncrossed side against a measured free phase: bias O(β) instead of O(β²)
+        h_free, se_free = meter.derivatives(free)
+        g = side * (measured[side][0] - h_free) / beta
+        se = np.sqrt(measured[side][1] ** 2 + se_free**2) / beta
     else:
         g = (measured[1][0] - measured[-1][0]) / (2 * beta)
         se = np.sqrt(measured[1][1] ** 2 + measured[-1][1] ** 2) / (2 * beta)

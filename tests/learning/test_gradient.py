@@ -123,6 +123,36 @@ def test_level_crossing_is_detected_and_shrunk_or_dropped():
     assert dropped.samples_dropped == 1 and dropped.crossings[0]["action"] == "dropped"
 
 
+def test_one_sided_policy_keeps_the_uncrossed_side():
+    h = _crossing_model()
+    theta = np.array([0.005, 0.2])
+    cfg = GradientConfig(estimator="symmetric", nudge="cost-operator", beta=0.2, crossing_policy="one-sided")
+    est = estimate_gradient(h, EXACT, theta, None, [[1.0]], cfg)
+    # only +β (which rewards Z0 = +1) crosses; the estimate is the one-sided one from −β at the full β
+    assert [(c["phase"], c["action"]) for c in est.crossings] == [("+beta", "one-sided")]
+    assert est.samples_used == 1
+    free = EXACT.prepare(h, theta, h.input_vector(None))
+    y = h.output_expectations(free.state)
+    direction = cfg.objective.nudge_direction(h, y, np.array([1.0]))
+    minus = EXACT.prepare(h, theta, h.input_vector(None), direction.scaled(-0.2), reference=free)
+    assert free.overlap(minus) > 0.9
+    manual = (h.derivative_expectations(free.state) - h.derivative_expectations(minus.state)) / 0.2
+    np.testing.assert_allclose(est.gradient, manual, rtol=1e-8, atol=1e-12)
+    exact = estimate_gradient(h, EXACT, theta, None, [[1.0]], GradientConfig(estimator="exact",
+                                                                            nudge="cost-operator"))
+    cosine = est.gradient @ exact.gradient / np.linalg.norm(est.gradient) / np.linalg.norm(exact.gradient)
+    assert cosine > 0.99
+    # both sides uncrossed → the ordinary symmetric estimate, bit for bit
+    calm = dataclasses.replace(cfg, beta=0.01)
+    np.testing.assert_array_equal(estimate_gradient(h, EXACT, theta, None, [[1.0]], calm).gradient,
+                                  estimate_gradient(h, EXACT, theta, None, [[1.0]],
+                                                    dataclasses.replace(calm, crossing_policy="shrink")).gradient)
+    # same preparations as the symmetric estimate: a measured free phase replaces the crossed one
+    shots = dataclasses.replace(cfg, shots=10, measurement="gaussian")
+    noisy = estimate_gradient(h, EXACT, theta, None, [[1.0]], shots)
+    assert noisy.preparations == 2 * len(h.derivative_map[0].products) * 10
+
+
 def test_bad_configs_name_the_field():
     for kwargs, field in [(dict(shots=-5), "shots"), (dict(beta=0.0), "beta"), (dict(estimator="magic"), "estimator"),
                           (dict(nudge="push"), "nudge"), (dict(beta=float("nan")), "beta")]:
