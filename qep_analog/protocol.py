@@ -60,7 +60,7 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "optimizer": (str,), "learning_rate": _NUM, "batch_size": (int,), "steps": (int,), "seed": (int,),
         "eval_every": (int,), "metric": (str,), "init_scale": _NUM, "bounds": (list,),
         "checkpoint_every": (int,), "theta0": (dict, list),
-        "schedule": (str,), "final_learning_rate": _NUM,
+        "schedule": (str,), "final_learning_rate": _NUM, "average": _NUM,
     },
     # read by qep_analog.tasks (``qep-analog train``)
     "task": {"starts": (list,), "plot_resolution": (int,), "baseline_l2": _NUM},

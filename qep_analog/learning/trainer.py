@@ -68,7 +68,7 @@ class QEPTrainer:
                  optimizer: SGD | Adam, batch_size: int = 10, n_steps: int = 100, seed: int = 0,
                  eval_every: int = 10, theta0=None, init_scale: float = 0.1,
                  bounds: tuple[float, float] | None = None, metric: str = "argmax",
-                 executor: Executor | None = None, progress: bool = False,
+                 average: float | None = None, executor: Executor | None = None, progress: bool = False,
                  callback: Callable[[QEPTrainer, dict], None] | None = None):
         if batch_size < 1 or n_steps < 0 or eval_every < 1:
             raise QepValueError("'batch_size' and 'eval_every' must be ≥ 1 and 'n_steps' ≥ 0, "
@@ -77,11 +77,15 @@ class QEPTrainer:
             raise QepValueError(f"'bounds' must be (low, high) with low < high, not {bounds}")
         if metric not in METRICS:
             raise QepValueError(f"'metric' must be one of {METRICS}, not {metric!r}")
+        if average is not None and not 0.0 <= average < 1.0:
+            raise QepValueError(f"'average' (the decay of the parameter average) must lie in [0, 1), not {average}")
         self.hamiltonian, self.backend, self.gradient = hamiltonian, backend, gradient
         self.optimizer, self.batch_size, self.n_steps, self.seed = optimizer, batch_size, n_steps, seed
         self.eval_every, self.theta0, self.init_scale, self.bounds = eval_every, theta0, init_scale, bounds
         self.metric, self.executor, self.progress, self.callback = metric, executor, progress, callback
+        self.average = average
         self.theta_: np.ndarray | None = None
+        self.theta_sum_: np.ndarray | None = None  # decayed sum Σ_s d^(t−s) (1 − d) θ_s of the average
         self.history_: list[dict] = []
         self.step_: int = 0
 
@@ -117,13 +121,16 @@ class QEPTrainer:
                 theta = np.clip(theta, *self.bounds)
             self.theta_ = theta
             self.step_ = step + 1
+            if self.average is not None:
+                d = self.average
+                self.theta_sum_ = (1 - d) * theta if self.theta_sum_ is None else d * self.theta_sum_ + (1 - d) * theta
             record = {"step": self.step_, "batch_loss": est.loss, "grad_norm": float(np.linalg.norm(est.gradient)),
                       "preparations": est.preparations, "crossings": len(est.crossings),
                       "crossing_samples": len({c["sample"] for c in est.crossings if c.get("kind") == "crossing"}),
                       "dropped": est.samples_dropped, "state": "+".join(est.state_kinds)}
             if test_targets is not None and (self.step_ % self.eval_every == 0 or self.step_ == self.n_steps):
                 record.update({f"test_{k}": v for k, v in evaluate(
-                    self.hamiltonian, self.backend, self.theta_, test_inputs, test_targets,
+                    self.hamiltonian, self.backend, self.parameters_, test_inputs, test_targets,
                     self.gradient, self.metric).items()})
             self.history_.append(record)
             if bar is not None:
@@ -135,13 +142,25 @@ class QEPTrainer:
             bar.close()
         return self
 
+    @property
+    def parameters_(self) -> np.ndarray | None:
+        """The parameters to use: θ, or with ``average = d`` the bias-corrected exponential average
+        Σ_s d^(t−s)(1 − d) θ_s / (1 − d^t) of the iterates (Polyak–Ruppert averaging, which removes
+        the late-stage jitter of noisy steps without shrinking the learning rate further)."""
+        if self.average is None or self.theta_sum_ is None or self.step_ == 0:
+            return self.theta_
+        return self.theta_sum_ / (1 - self.average**self.step_)
+
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict:
         return {"step_": self.step_, "theta_": None if self.theta_ is None else self.theta_.tolist(),
+                "theta_sum_": None if self.theta_sum_ is None else self.theta_sum_.tolist(),
                 "history_": self.history_, "optimizer": self.optimizer.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         self.step_ = int(state["step_"])
         self.theta_ = None if state["theta_"] is None else np.asarray(state["theta_"], dtype=float)
+        avg = state.get("theta_sum_")
+        self.theta_sum_ = None if avg is None else np.asarray(avg, dtype=float)
         self.history_ = list(state["history_"])
         self.optimizer.load_state_dict(state["optimizer"])

@@ -26,7 +26,7 @@ from qep_analog.protocol import build_backend, build_data, build_gradient_config
 from qep_analog.tasks.common import RunContext, learning_rate_at, require_int, require_positive
 
 _TRAINING_KEYS = ("optimizer", "learning_rate", "batch_size", "steps", "seed", "eval_every", "metric",
-                  "init_scale", "bounds", "checkpoint_every", "theta0", "schedule", "final_learning_rate")
+                  "init_scale", "bounds", "checkpoint_every", "theta0", "schedule", "final_learning_rate", "average")
 
 
 def build_trainer(ctx: RunContext, hamiltonian, backend, config) -> QEPTrainer:
@@ -43,13 +43,16 @@ def build_trainer(ctx: RunContext, hamiltonian, backend, config) -> QEPTrainer:
         if len(bounds) != 2 or not all(isinstance(b, (int, float)) for b in bounds) or not bounds[0] < bounds[1]:
             raise QepValueError(f"'training.bounds' must be [low, high] with low < high, not {bounds!r}")
         bounds = (float(bounds[0]), float(bounds[1]))
+    average = tr.get("average")
+    if average is not None and not 0.0 <= average < 1.0:
+        raise QepValueError(f"'training.average' (decay of the parameter average) must lie in [0, 1), not {average!r}")
     return QEPTrainer(
         hamiltonian=hamiltonian, backend=backend, gradient=config,
         optimizer=make_optimizer(tr.get("optimizer", "adam"), learning_rate=lr),
         batch_size=require_int(tr, "batch_size", 10, 1, "training"), n_steps=steps, seed=ctx.seed,
         eval_every=require_int(tr, "eval_every", max(steps // 10, 1), 1, "training"),
         theta0=tr.get("theta0"), init_scale=float(tr.get("init_scale", 0.1)), bounds=bounds,
-        metric=tr.get("metric", "argmax"),
+        metric=tr.get("metric", "argmax"), average=None if average is None else float(average),
     )
 
 
@@ -104,7 +107,7 @@ def _update_running(running: dict, record: dict) -> None:
 
 
 def _common_final(trainer: QEPTrainer, data, config) -> dict:
-    final = evaluate(trainer.hamiltonian, trainer.backend, trainer.theta_, data.test_inputs,
+    final = evaluate(trainer.hamiltonian, trainer.backend, trainer.parameters_, data.test_inputs,
                      data.test_targets, config, trainer.metric) if data.test_targets is not None else {}
     hist = trainer.history_
     return {
@@ -120,6 +123,13 @@ def _common_final(trainer: QEPTrainer, data, config) -> dict:
         "objective": config.objective.name,
         "measurement": config.measurement if config.shots is not None else "exact-expectations",
     }
+
+
+def _last_iterate(trainer: QEPTrainer) -> dict:
+    """With parameter averaging, ``theta`` is the average; keep the last optimiser iterate too."""
+    if trainer.average is None:
+        return {}
+    return {"theta_last_iterate": dict(zip(trainer.hamiltonian.parameter_names, trainer.theta_.tolist(), strict=True))}
 
 
 def first_reaching(history: list[dict], key: str, level: float) -> dict | None:
@@ -147,13 +157,14 @@ def run_phase_sensor(ctx: RunContext) -> dict:
     res = require_int(ctx.protocol.section("task"), "plot_resolution", 20, 2, "task")
     grid = triangle_grid(res)
     h, backend = trainer.hamiltonian, trainer.backend
-    outputs = np.array([h.output_expectations(backend.prepare(h, trainer.theta_, h.input_vector(x)).state)
+    outputs = np.array([h.output_expectations(backend.prepare(h, trainer.parameters_, h.input_vector(x)).state)
                         for x in grid])
     exact = [PHASES.index(cluster_ising_phase(*g)) for g in grid]
     final["grid_accuracy"] = float(np.mean(np.argmax(outputs, axis=1) == np.array(exact)))
     return {
         "history": trainer.history_, "final": final,
-        "theta": dict(zip(h.parameter_names, trainer.theta_.tolist(), strict=True)),
+        "theta": dict(zip(h.parameter_names, trainer.parameters_.tolist(), strict=True)),
+        **_last_iterate(trainer),
         "plot": {"grid": grid.tolist(), "outputs": outputs.tolist(), "exact": exact, "phases": list(PHASES)},
     }
 
@@ -202,8 +213,8 @@ def run_classifier(ctx: RunContext) -> dict:
         lo = np.min(np.vstack([data.inputs, data.test_inputs]), axis=0) - 0.2
         hi = np.max(np.vstack([data.inputs, data.test_inputs]), axis=0) + 0.2
         g0, g1 = np.linspace(lo[0], hi[0], res), np.linspace(lo[1], hi[1], res)
-        out = [[float(h.output_expectations(backend.prepare(h, trainer.theta_, h.input_vector([a, b])).state)[0])
+        out = [[float(h.output_expectations(backend.prepare(h, trainer.parameters_, h.input_vector([a, b])).state)[0])
                 for a in g0] for b in g1]
         plot.update(grid_x0=g0.tolist(), grid_x1=g1.tolist(), grid_output=out)
     return {"history": trainer.history_, "final": final,
-            "theta": dict(zip(h.parameter_names, trainer.theta_.tolist(), strict=True)), "plot": plot}
+            "theta": dict(zip(h.parameter_names, trainer.parameters_.tolist(), strict=True)), "plot": plot}

@@ -51,3 +51,22 @@ def test_resume_reproduces_an_uninterrupted_run_bitwise():
     resumed.fit(x, t)
     np.testing.assert_array_equal(full.theta_, resumed.theta_)
     assert [r["batch_loss"] for r in full.history_] == [r["batch_loss"] for r in resumed.history_]
+
+
+def test_parameter_average_is_the_bias_corrected_ema_of_the_iterates_and_survives_resume():
+    rng = np.random.default_rng(2)
+    x, t = two_blobs(30, 2, rng)
+    iterates = []
+    tr = _trainer(7, average=0.8, callback=lambda trainer, rec: iterates.append(trainer.theta_.copy()))
+    tr.fit(x, t)
+    weights = 0.2 * 0.8 ** np.arange(6, -1, -1)
+    np.testing.assert_allclose(tr.parameters_, weights @ np.array(iterates) / (1 - 0.8**7), rtol=1e-12)
+    # the optimiser's own path is untouched by the averaging
+    np.testing.assert_array_equal(tr.theta_, _trainer(7).fit(x, t).theta_)
+    part = _trainer(4, average=0.8).fit(x, t)
+    resumed = _trainer(7, average=0.8)
+    resumed.load_state_dict(part.state_dict())
+    resumed.fit(x, t)
+    np.testing.assert_array_equal(resumed.parameters_, tr.parameters_)
+    with pytest.raises(QepValueError, match="average"):
+        _trainer(3, average=1.0)
