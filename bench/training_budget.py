@@ -1,12 +1,12 @@
 """Phase-sensor training budget: the paper's settings against ours, over several seeds.
 
 For each setting, runs ``protocols/phase_sensor.toml --full`` (idealised noise model: Gaussian
-Var/M per observable, M = 10, exact error signal, symmetric β = 0.4; crossing policy on) for
+Var/M per observable, M = 10, exact error signal, symmetric nudging; the protocol's crossing policy) for
 ``--seeds`` seeds, then prints, for the *mean over seeds* of the max-choice test accuracy, the
 batches, state preparations (PHYSICS.md §1 counting, mean per seed) and wall time needed to reach
 0.9 and 0.94, the final mean / median / min, and the ratios paper ÷ ours.
 
-    python bench/training_budget.py                      # 10 seeds × 800 batches × 2 settings (hours)
+    python bench/training_budget.py                      # 10 seeds × 2,000 batches × 2 settings (~40 min)
     python bench/training_budget.py --seeds 3 --steps 100 --eval-every 20    # a quick look
     python bench/training_budget.py --from-runs runs/study/seed_*             # summarise finished runs
 
@@ -97,7 +97,7 @@ def _print(name: str, s: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, default=10)
-    p.add_argument("--steps", type=int, default=800)
+    p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--eval-every", type=int, default=50)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
