@@ -37,19 +37,15 @@ def chain(n: int, offset_um: float):
     return h, cfg, theta, energies
 
 
+def _mesolve_backend(cfg, t_max: float, *, atol: float, rtol: float, **options):
+    """The sympathetic-cooling backend integrated with qutip.mesolve up to ``t_max`` µs."""
+    return get_backend("cooling", scheme="sympathetic", sympathetic=cfg, method="mesolve", t_max=t_max,
+                       solver_options={"atol": atol, "rtol": rtol, "nsteps": 10**6}, **options)
+
+
 def cooling_curve(n: int, t_max: float, offset_um: float, out: Path) -> None:
     h, cfg, theta, energies = chain(n, offset_um)
-    backend = get_backend(
-        "cooling",
-        scheme="sympathetic",
-        sympathetic=cfg,
-        method="mesolve",
-        t_max=t_max,
-        n_checkpoints=25,
-        tolerance=1e-12,
-        initial="zero",
-        solver_options={"atol": 1e-8, "rtol": 1e-6, "nsteps": 10**6},
-    )
+    backend = _mesolve_backend(cfg, t_max, n_checkpoints=25, tolerance=1e-12, initial="zero", atol=1e-8, rtol=1e-6)
     start = time.perf_counter()
     from qep_analog.errors import ConvergenceError
 
@@ -94,16 +90,7 @@ def cooling_curve(n: int, t_max: float, offset_um: float, out: Path) -> None:
 def gradient_bias(n: int, offset_um: float, beta: float, step: float, t_max: float) -> None:
     h, cfg, theta, energies = chain(n, offset_um)
     cost = PauliSum.from_spec(f"n{n - 1}")
-    backend = get_backend(
-        "cooling",
-        scheme="sympathetic",
-        sympathetic=cfg,
-        method="mesolve",
-        t_max=t_max,
-        n_checkpoints=40,
-        tolerance=1e-7,
-        solver_options={"atol": 1e-10, "rtol": 1e-8, "nsteps": 10**6},
-    )
+    backend = _mesolve_backend(cfg, t_max, n_checkpoints=40, tolerance=1e-7, atol=1e-10, rtol=1e-8)
     start = time.perf_counter()
     free = backend.prepare(h, theta, None)
     qep = nudged_gradient(h, theta, None, cost, beta=beta, estimator="symmetric", backend=backend)

@@ -43,9 +43,7 @@ def build_trainer(ctx: RunContext, hamiltonian, backend, config) -> QEPTrainer:
         if len(bounds) != 2 or not all(isinstance(b, (int, float)) for b in bounds) or not bounds[0] < bounds[1]:
             raise QepValueError(f"'training.bounds' must be [low, high] with low < high, not {bounds!r}")
         bounds = (float(bounds[0]), float(bounds[1]))
-    average = tr.get("average")
-    if average is not None and not 0.0 <= average < 1.0:
-        raise QepValueError(f"'training.average' (decay of the parameter average) must lie in [0, 1), not {average!r}")
+    average = tr.get("average")  # range checked by QEPTrainer
     return QEPTrainer(
         hamiltonian=hamiltonian, backend=backend, gradient=config,
         optimizer=make_optimizer(tr.get("optimizer", "adam"), learning_rate=lr),
