@@ -30,7 +30,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 PROTOCOL = ROOT / "protocols" / "phase_sensor.toml"
 SETTINGS = {
-    "paper": ["training.learning_rate=0.01", "training.schedule=constant", "gradient.beta=0.4"],
+    "paper": ["training.learning_rate=0.01", "training.schedule=constant", "gradient.beta=0.4",
+              "training.validation=0"],
     "ours": [],
 }
 LEVELS = (0.9, 0.94)
@@ -70,7 +71,11 @@ def summarise(runs: list[dict]) -> dict:
            "final_single_shot_mean": float(np.mean([run["final"].get("test_single_shot_accuracy", np.nan)
                                                     for run in runs])),
            "crossing_events_mean": float(np.mean([run["final"].get("crossing_events", 0) for run in runs])),
-           "crossing_samples_mean": float(np.mean([run["final"].get("crossing_samples", np.nan) for run in runs]))}
+           "crossing_samples_mean": float(np.mean([run["final"].get("crossing_samples", np.nan) for run in runs])),
+           "final_per_seed": acc[:, -1].tolist(),
+           "selected_steps": [run["final"].get("selected_step") for run in runs],
+           "validation_preparations_mean": float(np.mean([run["final"].get("validation_preparations", 0)
+                                                          for run in runs]))}
     for level in LEVELS:
         hit = np.nonzero(mean >= level)[0]
         if hit.size:
@@ -88,6 +93,10 @@ def _print(name: str, s: dict) -> None:
           f"{s['best_mean']:.3f} at batch {s['best_mean_step']}; single-shot {s['final_single_shot_mean']:.3f}; "
           f"{s['seconds_per_batch']:.2f} s/batch; crossing events/run {s['crossing_events_mean']:.0f}, "
           f"training samples touched by the crossing policy/run {s['crossing_samples_mean']:.0f}")
+    print(f"   per seed: {' '.join(f'{a:.3f}' for a in s['final_per_seed'])}")
+    if any(step is not None for step in s["selected_steps"]):
+        print(f"   validation-selected batches: {s['selected_steps']}; validation preparations/run "
+              f"{s['validation_preparations_mean']:.3g} (included below)")
     for level in LEVELS:
         r = s[f"to_{level}"]
         print(f"   mean ≥ {level}: " + ("not reached" if r is None else

@@ -61,6 +61,7 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "eval_every": (int,), "metric": (str,), "init_scale": _NUM, "bounds": (list,),
         "checkpoint_every": (int,), "theta0": (dict, list),
         "schedule": (str,), "final_learning_rate": _NUM, "average": _NUM,
+        "validation": (int,), "validation_shots": (int,), "validate_every": (int,),
     },
     # read by qep_analog.tasks (``qep-analog train``)
     "task": {"starts": (list,), "plot_resolution": (int,), "baseline_l2": _NUM},

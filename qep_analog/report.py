@@ -125,11 +125,18 @@ def learning_curve(results: dict):
     ev = [r for r in hist if "test_accuracy" in r]
     if ev:
         ax2 = ax.twinx()
-        ax2.plot([r["step"] for r in ev], [r["test_accuracy"] for r in ev], "s-", color="tab:red", ms=3,
-                 label="test accuracy (max-choice)" if "test_single_shot_accuracy" in ev[0] else "test accuracy")
+        label = "test accuracy (max-choice)" if "test_single_shot_accuracy" in ev[0] else "test accuracy"
+        if any(r.get("validation_accuracy") is not None for r in hist):
+            label += ", selected θ"
+        ax2.plot([r["step"] for r in ev], [r["test_accuracy"] for r in ev], "s-", color="tab:red", ms=3, label=label)
         if "test_single_shot_accuracy" in ev[0]:
             ax2.plot([r["step"] for r in ev], [r["test_single_shot_accuracy"] for r in ev], "^-",
                      color="tab:orange", ms=3, label="single-shot accuracy")
+        val = [r for r in hist if r.get("validation_accuracy") is not None]
+        if val:
+            ax2.plot([r["step"] for r in val], [r["validation_accuracy"] for r in val], ".", color="tab:green",
+                     ms=4, label="validation accuracy (measured, current θ)")
+            ax2.axvline(val[-1]["selected_step"], color="tab:green", ls=":", lw=1, label="selected θ")
         ax2.set_ylim(0, 1.02)
         ax2.set_ylabel("accuracy")
         ax2.legend(loc="lower right", fontsize=8)

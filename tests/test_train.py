@@ -130,6 +130,9 @@ def test_validation_errors_are_one_line_exit_2(tiny: Path, capsys):
     assert "training.steps" in capsys.readouterr().err
     assert main(["train", str(tiny), "--set", "training.shedule=3"]) == 2
     assert "training.shedule" in capsys.readouterr().err
+    # a validation split must leave training samples
+    assert main(["train", str(tiny), "--out", str(tiny.parent / "o"), "--set", "training.validation=30"]) == 2
+    assert "training.validation" in capsys.readouterr().err
 
 
 def test_full_and_set_overrides(tiny: Path):
@@ -176,19 +179,21 @@ def _theta(out: Path) -> list[float]:
     return list(json.loads((out / "results.json").read_text())["theta"].values())
 
 
-def test_resume_after_sigkill_is_bitwise_identical(tiny: Path, tmp_path: Path):
+@pytest.mark.parametrize("extra", [[], ["--set", "training.validation=8", "--set", "training.validate_every=2"]],
+                         ids=["plain", "validation-selection"])
+def test_resume_after_sigkill_is_bitwise_identical(tiny: Path, tmp_path: Path, extra: list[str]):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     straight = tmp_path / "straight"
-    assert main(["train", str(tiny), "--out", str(straight), "--no-progress"]) == 0
+    assert main(["train", str(tiny), "--out", str(straight), "--no-progress", *extra]) == 0
     killed = tmp_path / "killed"
     # killed right after step 5 completes: the last checkpoint is step 4, so step 5 is redone
-    proc = subprocess.run([sys.executable, "-c", _KILLER, str(tiny), str(killed), "5"], env=env,
+    proc = subprocess.run([sys.executable, "-c", _KILLER, str(tiny), str(killed), "5", *extra], env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     assert not (killed / "results.json").exists()
     saved = json.loads((killed / "checkpoint.json").read_text())
     assert saved["state"]["trainer"]["step_"] == 4
-    assert main(["train", str(tiny), "--out", str(killed), "--resume", "--no-progress"]) == 0
+    assert main(["train", str(tiny), "--out", str(killed), "--resume", "--no-progress", *extra]) == 0
     assert _theta(killed) == _theta(straight)  # bitwise: floats round-trip exactly through JSON
     a = json.loads((killed / "results.json").read_text())["history"]
     b = json.loads((straight / "results.json").read_text())["history"]

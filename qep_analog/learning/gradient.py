@@ -33,7 +33,7 @@ measure it): no shots are spent or counted on a rejected attempt.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 
 import numpy as np
@@ -203,6 +203,21 @@ class _Meter:
         plan = measurement_plan(self.h)
         means, _ = self.products(state, plan.output_products, plan.output_settings)
         return _outputs_from_products(self.h, plan.output_products, means)
+
+
+def measure_outputs(hamiltonian: Hamiltonian, state: EquilibriumState, config: GradientConfig, *,
+                    shots: int | None, rng: np.random.Generator) -> tuple[np.ndarray, int]:
+    """The outputs ⟨O_ℓ⟩ of a prepared state as a lab reads them: ``shots`` projective shots per
+    qubit-wise-commuting output setting (``config.readout`` errors applied, mitigated if the config
+    says so), whatever ``config.measurement`` is — the Gaussian idealisation has no output shot
+    model. ``shots=None`` gives the exact expectations and 0 preparations.
+
+    Returns (outputs, preparations).
+    """
+    if shots is None:
+        return hamiltonian.output_expectations(state.state), 0
+    meter = _Meter(hamiltonian, replace(config, shots=shots, measurement="grouped"), rng)
+    return meter.outputs(state), meter.preparations
 
 
 @lru_cache(maxsize=256)

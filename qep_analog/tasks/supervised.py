@@ -26,7 +26,8 @@ from qep_analog.protocol import build_backend, build_data, build_gradient_config
 from qep_analog.tasks.common import RunContext, learning_rate_at, require_int, require_positive
 
 _TRAINING_KEYS = ("optimizer", "learning_rate", "batch_size", "steps", "seed", "eval_every", "metric",
-                  "init_scale", "bounds", "checkpoint_every", "theta0", "schedule", "final_learning_rate", "average")
+                  "init_scale", "bounds", "checkpoint_every", "theta0", "schedule", "final_learning_rate", "average",
+                  "validation", "validation_shots", "validate_every")
 
 
 def build_trainer(ctx: RunContext, hamiltonian, backend, config) -> QEPTrainer:
@@ -44,6 +45,10 @@ def build_trainer(ctx: RunContext, hamiltonian, backend, config) -> QEPTrainer:
             raise QepValueError(f"'training.bounds' must be [low, high] with low < high, not {bounds!r}")
         bounds = (float(bounds[0]), float(bounds[1]))
     average = tr.get("average")  # range checked by QEPTrainer
+    n_val = require_int(tr, "validation", 0, 0, "training")
+    val_shots = tr.get("validation_shots", config.shots)
+    if val_shots is not None:
+        val_shots = require_int(tr, "validation_shots", 1, 1, "training")
     return QEPTrainer(
         hamiltonian=hamiltonian, backend=backend, gradient=config,
         optimizer=make_optimizer(tr.get("optimizer", "adam"), learning_rate=lr),
@@ -51,7 +56,22 @@ def build_trainer(ctx: RunContext, hamiltonian, backend, config) -> QEPTrainer:
         eval_every=require_int(tr, "eval_every", max(steps // 10, 1), 1, "training"),
         theta0=tr.get("theta0"), init_scale=float(tr.get("init_scale", 0.1)), bounds=bounds,
         metric=tr.get("metric", "argmax"), average=None if average is None else float(average),
+        selection="best-validation" if n_val > 0 else "last", validation_shots=val_shots,
+        validate_every=None if "validate_every" not in tr else require_int(tr, "validate_every", 1, 1, "training"),
     )
+
+
+def split_validation(ctx: RunContext, data) -> tuple:
+    """(inputs, targets, validation inputs, validation targets): the last ``training.validation``
+    training samples are held out (the samples are i.i.d., so the last ones are a random subset)."""
+    n_val = require_int(ctx.protocol.section("training"), "validation", 0, 0, "training")
+    x, t = data.inputs, data.targets
+    if n_val == 0:
+        return x, t, None, None
+    if n_val >= len(t):
+        raise QepValueError(f"'training.validation' must be smaller than the {len(t)} training samples, not {n_val}")
+    k = len(t) - n_val
+    return (None if x is None else x[:k]), t[:k], (None if x is None else x[k:]), t[k:]
 
 
 def _train(ctx: RunContext) -> tuple[QEPTrainer, object, object]:
@@ -90,8 +110,10 @@ def _train(ctx: RunContext) -> tuple[QEPTrainer, object, object]:
         ctx.step_done(tr_.step_, tr_.n_steps, lambda: {"trainer": tr_.state_dict()})
 
     trainer.callback = callback
+    x, t, x_val, t_val = split_validation(ctx, data)
     try:
-        trainer.fit(data.inputs, data.targets, test_inputs=data.test_inputs, test_targets=data.test_targets)
+        trainer.fit(x, t, test_inputs=data.test_inputs, test_targets=data.test_targets,
+                    validation_inputs=x_val, validation_targets=t_val)
     finally:
         bar.close()
     return trainer, data, config
@@ -112,6 +134,8 @@ def _common_final(trainer: QEPTrainer, data, config) -> dict:
         **{f"test_{k}": v for k, v in final.items()},
         "steps": trainer.step_,
         "samples_seen": trainer.step_ * min(trainer.batch_size, len(data.targets)),
+        "selected_step": trainer.best_step_,  # None without validation selection
+        "validation_preparations": int(sum(r.get("validation_preparations", 0) for r in hist)),
         "preparations": sum(r["preparations"] or 0 for r in hist) if config.shots is not None else None,
         "crossing_events": int(sum(r["crossings"] for r in hist)),
         # distinct training samples the crossing policy touched (β shrunk and/or dropped)
@@ -124,8 +148,9 @@ def _common_final(trainer: QEPTrainer, data, config) -> dict:
 
 
 def _last_iterate(trainer: QEPTrainer) -> dict:
-    """With parameter averaging, ``theta`` is the average; keep the last optimiser iterate too."""
-    if trainer.average is None:
+    """With parameter averaging or validation selection, ``theta`` is the average or the selected
+    θ; keep the last optimiser iterate too."""
+    if trainer.average is None and trainer.selection == "last":
         return {}
     return {"theta_last_iterate": dict(zip(trainer.hamiltonian.parameter_names, trainer.theta_.tolist(), strict=True))}
 

@@ -6,8 +6,9 @@ import pytest
 from qep_analog.equilibrium import get_backend
 from qep_analog.errors import QepValueError
 from qep_analog.learning import GradientConfig
+from qep_analog.learning.gradient import measure_outputs
 from qep_analog.learning.optimizers import SGD, Adam, make_optimizer
-from qep_analog.learning.trainer import QEPTrainer
+from qep_analog.learning.trainer import QEPTrainer, evaluate, validate
 from qep_analog.models.spin_models import transverse_field_ising
 from qep_analog.protocol import two_blobs
 
@@ -70,3 +71,62 @@ def test_parameter_average_is_the_bias_corrected_ema_of_the_iterates_and_survive
     np.testing.assert_array_equal(resumed.parameters_, tr.parameters_)
     with pytest.raises(QepValueError, match="average"):
         _trainer(3, average=1.0)
+
+
+def test_best_validation_selection_keeps_the_best_scored_iterate_and_survives_resume():
+    rng = np.random.default_rng(3)
+    x, t = two_blobs(60, 2, rng, separation=1.0, noise=0.6)
+    iterates = {}
+    kw = dict(selection="best-validation", validation_shots=None, validate_every=2)
+    tr = _trainer(9, callback=lambda trainer, rec: iterates.update({trainer.step_: trainer.theta_.copy()}), **kw)
+    tr.fit(x[:30], t[:30], test_inputs=x[30:45], test_targets=t[30:45], validation_inputs=x[45:],
+           validation_targets=t[45:])
+    # score every validated iterate independently with the exact test metrics: (accuracy, −Σ(y − t)²)
+    h, backend, cfg = tr.hamiltonian, tr.backend, tr.gradient
+    validated = [2, 4, 6, 8, 9]
+    scores = {}
+    for s in validated:
+        y = np.array([h.output_expectations(backend.prepare(h, iterates[s], h.input_vector(xi)).state)
+                      for xi in x[45:]])
+        acc = evaluate(h, backend, iterates[s], x[45:], t[45:], cfg, "sign")["accuracy"]
+        scores[s] = (acc, -float(np.mean(np.sum((y - t[45:]) ** 2, axis=1))))
+    best = max(validated, key=lambda s: (scores[s], -s))  # first of equal scores wins
+    assert tr.best_step_ == best
+    np.testing.assert_array_equal(tr.parameters_, iterates[best])
+    assert [r.get("selected_step") for r in tr.history_ if "validation_accuracy" in r] == [
+        max((v for v in validated if v <= s), key=lambda v: (scores[v], -v)) for s in validated]
+    # the optimiser's own path is untouched by the selection
+    np.testing.assert_array_equal(tr.theta_, _trainer(9).fit(x[:30], t[:30]).theta_)
+    # exact validation spends no shots, so the step's preparations are the gradient's alone
+    assert all(r["preparations"] == 8 * (1 + 2 * 2) * 200 for r in tr.history_)
+    part = _trainer(5, **kw).fit(x[:30], t[:30], validation_inputs=x[45:], validation_targets=t[45:])
+    resumed = _trainer(9, **kw)
+    resumed.load_state_dict(part.state_dict())
+    resumed.fit(x[:30], t[:30], validation_inputs=x[45:], validation_targets=t[45:])
+    assert resumed.best_step_ == best
+    np.testing.assert_array_equal(resumed.parameters_, tr.parameters_)
+    with pytest.raises(QepValueError, match="validation set"):
+        _trainer(3, **kw).fit(x[:30], t[:30])
+    with pytest.raises(QepValueError, match="selection"):
+        _trainer(3, selection="best-test")
+    with pytest.raises(QepValueError, match="validation_shots"):
+        _trainer(3, selection="best-validation", validation_shots=0)
+
+
+def test_measured_validation_counts_its_shots_and_is_unbiased():
+    h = transverse_field_ising(3, input_qubits=[0], output_qubits=[2], trainable_biases=True)
+    backend = get_backend("exact")
+    cfg = GradientConfig(estimator="symmetric", beta=0.1, shots=10, measurement="gaussian")
+    theta = 0.7 * np.random.default_rng(4).standard_normal(len(h.parameter_names))
+    x = np.array([[0.3], [-0.8]])
+    state = backend.prepare(h, theta, h.input_vector(x[0]))
+    exact = h.output_expectations(state.state)
+    n = 4000
+    y, preps = measure_outputs(h, state, cfg, shots=n, rng=np.random.default_rng(5))
+    assert preps == n  # one Z setting for one ⟨Z⟩ output, whatever the gradient's Gaussian idealisation
+    se = np.sqrt((1 - exact**2) / n)
+    assert np.all(np.abs(y - exact) < 4 * se)  # ±1 outcomes: variance 1 − ⟨Z⟩²
+    val = validate(h, backend, theta, x, np.sign(exact) * np.ones((2, 1)), cfg, shots=n,
+                   rng=np.random.default_rng(6), metric="sign")
+    assert val["preparations"] == 2 * n
+    assert measure_outputs(h, state, cfg, shots=None, rng=np.random.default_rng(0))[1] == 0
