@@ -174,26 +174,9 @@ class RydbergModel:
                 )
             elif self.detunings[i] != 0.0:
                 terms.append(Term(name=f"delta_{i}", operator=op, coefficient=-self.detunings[i]))
-            if global_inputs:
-                terms.append(
-                    Term(
-                        name=f"input_{i}",
-                        operator=op,
-                        role="input",
-                        coefficient=-1.0,
-                        parameter="delta_global",
-                    )
-                )
-            elif i in self.input_atoms:
-                terms.append(
-                    Term(
-                        name=f"input_{i}",
-                        operator=op,
-                        role="input",
-                        coefficient=-1.0,
-                        parameter=f"x_{i}",
-                    )
-                )
+            if global_inputs or i in self.input_atoms:
+                terms.append(Term(name=f"input_{i}", operator=op, role="input", coefficient=-1.0,
+                                  parameter="delta_global" if global_inputs else f"x_{i}"))
         coupling = self.couplings()
         for i, j in self.pairs:
             op = PauliProduct.parse(f"n{i} n{j}", n)

@@ -28,7 +28,7 @@ import scipy.sparse.linalg
 from qep_analog.device.rydberg import RydbergModel
 from qep_analog.device.sequences import RampSpec, model_sequence
 from qep_analog.equilibrium.base import EquilibriumState, register_backend
-from qep_analog.equilibrium.emulators.reference import seeded_global_numpy
+from qep_analog.equilibrium.emulators.reference import SolverOptions, run_pulser
 from qep_analog.errors import QepValueError
 from qep_analog.models.hamiltonian import Hamiltonian
 from qep_analog.models.pauli import PauliSum
@@ -71,37 +71,19 @@ def _derived_seed(seed: int, text: str) -> int:
 def emulate_pulser(sequence, *, noise_model=None, n_trajectories: int | None = None,
                    with_modulation: bool = False, atol: float = 1e-10, rtol: float = 1e-8,
                    nsteps: int = 200_000, seed: int | None = None) -> np.ndarray:
-    """Final state of ``sequence`` from pulser's QutipBackendV2, in the package basis.
-
-    A ket for noiseless runs, a density matrix with noise. Solver options go to qutip explicitly
-    (pulser 1.9's QutipBackendV2 has no public field for them; we set its qutip options dict).
-    pulser draws its shot-to-shot noise from numpy's *global* generator; with ``seed`` that generator
-    is seeded for this run and restored afterwards, and collapse operators go to ``mesolve`` (exact
-    Lindblad evolution per noise draw), so a noisy run is reproducible.
+    """Final state of ``sequence`` from pulser's QutipBackendV2, in the package basis: a ket for
+    noiseless runs, a density matrix with noise. A thin front to
+    :func:`~qep_analog.equilibrium.emulators.reference.run_pulser` with this backend's tighter
+    default tolerances: explicit qutip solver options, collapse operators through ``mesolve``,
+    shot-to-shot noise only with an explicit ``n_trajectories``, drawn reproducibly from ``seed``.
     """
-    from pulser.backend import StateResult
-    from pulser_simulation import QutipBackendV2, QutipConfig, Solver
-
     if _pulser_noise_is_stochastic(noise_model) and not n_trajectories:
         raise QepValueError("the noise model has shot-to-shot noise (amplitude, Doppler, detuning, SPAM "
                             "preparation): set 'n_trajectories' explicitly, or one trajectory runs silently")
-    # Master equation for collapse operators (pulser's default picks mcsolve with one unseeded quantum
-    # trajectory per noise draw when shot-to-shot noise is present: unreproducible and needlessly noisy).
-    options = dict(observables=[StateResult(evaluation_times=[1.0])], with_modulation=with_modulation,
-                   solver=Solver.MESOLVER)
-    if noise_model is not None:
-        options["noise_model"] = noise_model
-    if n_trajectories:
-        options["n_trajectories"] = int(n_trajectories)
-    config = QutipConfig(**options)
-    with seeded_global_numpy(seed):
-        backend = QutipBackendV2(sequence, config=config)
-        backend._qutip_options.update(atol=atol, rtol=rtol, nsteps=nsteps)
-        result = backend.run()
-    data = result.final_state.to_qobj().full()
-    if data.shape[1] == 1:
-        return data[::-1, 0].copy()
-    return data[::-1, ::-1].copy()
+    state, _ = run_pulser(sequence, noise_model=noise_model, n_trajectories=n_trajectories,
+                          with_modulation=with_modulation, options=SolverOptions(atol=atol, rtol=rtol, nsteps=nsteps),
+                          seed=seed)
+    return state
 
 
 class AdiabaticBackend:

@@ -68,12 +68,14 @@ def run_pulser(
     initial_state: np.ndarray | None = None,
     options: SolverOptions = SolverOptions(),
     n_trajectories: int | None = None,
+    with_modulation: bool = False,
     seed: int | None = None,
 ) -> tuple[np.ndarray, dict]:
     """Emulate ``sequence`` with QutipBackendV2; return (final state in OUR basis, info).
 
     Pure evolutions return a state vector; with a noise model that needs a density matrix or
-    several trajectories the returned state is the (averaged) density matrix. Shot-to-shot noise
+    several trajectories the returned state is the (averaged) density matrix. ``with_modulation``
+    emulates the channels' modulated (band-limited) samples instead of the programmed ones. Shot-to-shot noise
     requires ``n_trajectories`` explicitly (never a silent single trajectory). Collapse operators
     go to ``mesolve`` (pulser's default would pick an unseeded ``mcsolve``); pulser draws shot-to-shot
     noise from numpy's global generator, which ``seed`` seeds for this run and then restores.
@@ -83,7 +85,7 @@ def run_pulser(
 
     n_atoms = len(sequence.register.qubit_ids)
     observable = StateResult(evaluation_times=[1.0])
-    kwargs: dict = {"observables": [observable], "solver": Solver.MESOLVER}
+    kwargs: dict = {"observables": [observable], "solver": Solver.MESOLVER, "with_modulation": bool(with_modulation)}
     if noise_model is not None:
         kwargs["noise_model"] = noise_model
         if has_shot_noise(noise_model):
