@@ -28,13 +28,12 @@ import scipy.sparse.linalg
 from qep_analog.device.rydberg import RydbergModel
 from qep_analog.device.sequences import RampSpec, model_sequence
 from qep_analog.equilibrium.base import EquilibriumState, register_backend
-from qep_analog.equilibrium.emulators.reference import SolverOptions, run_pulser
+from qep_analog.equilibrium.emulators.reference import SolverOptions, has_shot_noise, run_pulser
 from qep_analog.errors import QepValueError
 from qep_analog.models.hamiltonian import Hamiltonian
 from qep_analog.models.pauli import PauliSum
 
 EMULATORS = ("pulser", "krylov", "subspace")
-_STOCHASTIC = ("amp_sigma", "detuning_sigma", "temperature", "state_prep_error", "dmm_sigma")
 
 
 def nudge_to_detunings(nudge: PauliSum | None, n_atoms: int) -> np.ndarray:
@@ -57,12 +56,6 @@ def nudge_to_detunings(nudge: PauliSum | None, n_atoms: int) -> np.ndarray:
     return change
 
 
-def _pulser_noise_is_stochastic(noise_model) -> bool:
-    if noise_model is None:
-        return False
-    return any(float(getattr(noise_model, name, 0.0) or 0.0) != 0.0 for name in _STOCHASTIC)
-
-
 def _derived_seed(seed: int, text: str) -> int:
     digest = hashlib.sha256(f"{int(seed)}:".encode() + text.encode()).digest()
     return int.from_bytes(digest[:4], "little")
@@ -77,9 +70,6 @@ def emulate_pulser(sequence, *, noise_model=None, n_trajectories: int | None = N
     default tolerances: explicit qutip solver options, collapse operators through ``mesolve``,
     shot-to-shot noise only with an explicit ``n_trajectories``, drawn reproducibly from ``seed``.
     """
-    if _pulser_noise_is_stochastic(noise_model) and not n_trajectories:
-        raise QepValueError("the noise model has shot-to-shot noise (amplitude, Doppler, detuning, SPAM "
-                            "preparation): set 'n_trajectories' explicitly, or one trajectory runs silently")
     state, _ = run_pulser(sequence, noise_model=noise_model, n_trajectories=n_trajectories,
                           with_modulation=with_modulation, options=SolverOptions(atol=atol, rtol=rtol, nsteps=nsteps),
                           seed=seed)
@@ -113,7 +103,7 @@ class AdiabaticBackend:
         self.coupling_rtol = float(coupling_rtol)
         self.emulator_tolerance = float(emulator_tolerance)
         self.seed = int(seed)
-        if _pulser_noise_is_stochastic(noise_model) and not n_trajectories:
+        if has_shot_noise(noise_model) and not n_trajectories:
             raise QepValueError("the noise model has shot-to-shot noise: set 'n_trajectories' explicitly")
         if emulator != "pulser" and (noise_model is not None or with_modulation):
             raise QepValueError(f"emulator {emulator!r} supports neither noise nor modulation; use 'pulser'")
@@ -158,7 +148,7 @@ class AdiabaticBackend:
         ``noise_seed`` seeds pulser's noise trajectories (default: derived from the backend's ``seed``
         and the sequence's abstract representation, so equal sequences see equal noise draws)."""
         if self.emulator == "pulser":
-            if noise_seed is None and _pulser_noise_is_stochastic(self.noise_model):
+            if noise_seed is None and has_shot_noise(self.noise_model):
                 noise_seed = _derived_seed(self.seed, sequence.to_abstract_repr())
             return emulate_pulser(sequence, noise_model=self.noise_model, n_trajectories=self.n_trajectories,
                                   with_modulation=self.with_modulation, seed=noise_seed, **self.solver_options)

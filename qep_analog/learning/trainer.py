@@ -54,13 +54,19 @@ def evaluate(hamiltonian: Hamiltonian, backend: EquilibriumBackend, theta, input
         outputs.append(hamiltonian.output_expectations(state.state))
         losses.append(obj.exact_value(hamiltonian, state.state, obj.check_targets(hamiltonian, t)))
     outputs = np.array(outputs)
-    result = {"loss": float(np.mean(losses))}
+    result = {"loss": float(np.mean(losses)), **_accuracy(outputs, targets, metric)}
     if metric == "argmax":
-        result["accuracy"] = float(np.mean(np.argmax(outputs, axis=1) == np.argmax(targets, axis=1)))
         result["single_shot_accuracy"] = float(np.mean(outputs[np.arange(len(targets)), np.argmax(targets, axis=1)]))
-    elif metric == "sign":
-        result["accuracy"] = float(np.mean(np.all(np.sign(outputs) == np.sign(targets), axis=1)))
     return result
+
+
+def _accuracy(outputs: np.ndarray, targets: np.ndarray, metric: str) -> dict:
+    """{"accuracy": …} of outputs against targets (argmax or sign rule; nothing for "none")."""
+    if metric == "argmax":
+        return {"accuracy": float(np.mean(np.argmax(outputs, axis=1) == np.argmax(targets, axis=1)))}
+    if metric == "sign":
+        return {"accuracy": float(np.mean(np.all(np.sign(outputs) == np.sign(targets), axis=1)))}
+    return {}
 
 
 def validate(hamiltonian: Hamiltonian, backend: EquilibriumBackend, theta, inputs, targets,
@@ -81,12 +87,8 @@ def validate(hamiltonian: Hamiltonian, backend: EquilibriumBackend, theta, input
         outputs.append(y)
         preparations += n
     outputs = np.array(outputs)
-    result = {"output_error": float(np.mean(np.sum((outputs - targets) ** 2, axis=1))), "preparations": preparations}
-    if metric == "argmax":
-        result["accuracy"] = float(np.mean(np.argmax(outputs, axis=1) == np.argmax(targets, axis=1)))
-    elif metric == "sign":
-        result["accuracy"] = float(np.mean(np.all(np.sign(outputs) == np.sign(targets), axis=1)))
-    return result
+    return {"output_error": float(np.mean(np.sum((outputs - targets) ** 2, axis=1))), "preparations": preparations,
+            **_accuracy(outputs, targets, metric)}
 
 
 class QEPTrainer:
