@@ -5,9 +5,20 @@ follows one shape s(t) from 0 to 1 (cosine ½(1 − cos πx) by default, x = t/T
 
     Ω(t) = s(t) Ω,   δ_i(t) = δ₀ + s(t)(d_i − δ₀)
 
-where d_i are the final local detunings, nudge included: a nudge ramps on with the same shape
-(PHYSICS.md §3). For comparison a nudge can instead be switched on as a step at t_s = ``nudge_switch``·T
-(it needs a second detuning map: a device with two DMMs or reusable channels, e.g. MockDevice).
+where d_i are the final local detunings. The shape may also be any monotone profile from 0 to 1
+given as samples (e.g. the gap-aware "local-adiabatic" schedule of
+:mod:`qep_analog.equilibrium.schedules`). How a nudge c_i (per-atom detuning change) enters:
+
+* ``nudge = "simultaneous"`` (default): with the same shape, d_i → d_i + c_i (PHYSICS.md §3); or, for
+  comparison, switched on as a step at t_s = ``nudge_switch``·T;
+* ``nudge = "after-preparation"`` ("cached" QEP): the controls reach the free target after
+  T_p = T − ``nudge_ramp_ns`` − ``hold_ns``, then the nudge ramps on as
+  δ_i(t) = d_i + r(t) c_i, r = ½(1 − cos π(t − T_p)/T_r) over T_r = ``nudge_ramp_ns``, and is held for
+  ``hold_ns``. The free sequence (no nudge) has the same T_p and total T, so the free and ±β sequences
+  share the preparation and differ only in the nudge (see docs/adiabatic_qep.md).
+
+A step or after-preparation nudge needs a second detuning map next to the free one: a device with
+two DMMs or reusable channels (MockDevice); qep_lab_device has one DMM and refuses it.
 Waveforms are pulser ``CustomWaveform`` samples at 1 ns, so the JSON export is exact.
 """
 
@@ -26,18 +37,24 @@ from qep_analog.device.dmm import DetuningPlan, plan_detunings, step_map
 from qep_analog.errors import QepValueError
 
 SHAPES = ("cosine", "linear")
+NUDGE_MODES = ("simultaneous", "after-preparation")
 
 
 @dataclass(frozen=True, kw_only=True)
 class RampSpec:
-    """Ramp settings: duration (ns, a multiple of the 4 ns clock), start detuning δ₀ (rad/µs, < 0),
-    shape, and when the nudge switches on ("ramped" = with the same shape, or a step at a fraction)."""
+    """Ramp settings: total duration (ns, a multiple of the 4 ns clock), start detuning δ₀ (rad/µs, < 0),
+    shape, and how the nudge enters: ``nudge`` "simultaneous" (with ``nudge_switch`` "ramped" = with the
+    same shape, or a step at a fraction) or "after-preparation" (cosine ramp of ``nudge_ramp_ns`` after
+    the preparation, then ``hold_ns``; see the module docstring)."""
 
     duration_ns: int = 3000
     start_detuning: float = -20.0
     shape: Literal["cosine", "linear"] = "cosine"
     nudge_switch: Literal["ramped"] | float = "ramped"
     measure: bool = True
+    nudge: Literal["simultaneous", "after-preparation"] = "simultaneous"
+    nudge_ramp_ns: int = 1000
+    hold_ns: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.duration_ns, (int, np.integer)) or self.duration_ns < 16:
@@ -57,11 +74,51 @@ class RampSpec:
                     f"'nudge_switch' must be 'ramped' or a fraction in [0, 1), "
                     f"not {self.nudge_switch!r}"
                 )
+        if self.nudge not in NUDGE_MODES:
+            raise QepValueError(f"'nudge' must be one of {NUDGE_MODES}, not {self.nudge!r}")
+        for key in ("nudge_ramp_ns", "hold_ns"):
+            value = getattr(self, key)
+            if not isinstance(value, (int, np.integer)) or value < 0:
+                raise QepValueError(f"'{key}' must be an integer ≥ 0 ns, not {value!r}")
+        if self.nudge == "after-preparation":
+            if self.nudge_switch != "ramped":
+                raise QepValueError("'nudge_switch' is a simultaneous-nudge option; with nudge = "
+                                    f"'after-preparation' leave it 'ramped', not {self.nudge_switch!r}")
+            if self.nudge_ramp_ns < 16:
+                raise QepValueError(f"'nudge_ramp_ns' must be ≥ 16 ns, not {self.nudge_ramp_ns}")
+            if self.preparation_ns < 16:
+                raise QepValueError(
+                    f"'duration_ns' = {self.duration_ns} leaves {self.preparation_ns} ns for the preparation "
+                    f"after 'nudge_ramp_ns' = {self.nudge_ramp_ns} and 'hold_ns' = {self.hold_ns}; need ≥ 16"
+                )
 
-    def shape_samples(self) -> np.ndarray:
-        """s at every ns sample, from exactly 0 to exactly 1."""
-        x = np.linspace(0.0, 1.0, int(self.duration_ns))
+    @property
+    def preparation_ns(self) -> int:
+        """Length of the preparation ramp T_p (the whole duration for a simultaneous nudge)."""
+        if self.nudge == "after-preparation":
+            return int(self.duration_ns) - int(self.nudge_ramp_ns) - int(self.hold_ns)
+        return int(self.duration_ns)
+
+    def preparation_samples(self) -> np.ndarray:
+        """s at every ns sample of the preparation, from exactly 0 to exactly 1 (this spec's shape)."""
+        x = np.linspace(0.0, 1.0, self.preparation_ns)
         return 0.5 * (1.0 - np.cos(np.pi * x)) if self.shape == "cosine" else x
+
+    def shape_samples(self, profile: np.ndarray | None = None) -> np.ndarray:
+        """s at every ns sample of the whole sequence: the preparation ``profile`` (default: this
+        spec's shape) followed by ones while the nudge ramps and holds."""
+        prep = self.preparation_samples() if profile is None else np.asarray(profile, dtype=float)
+        if prep.shape != (self.preparation_ns,):
+            raise QepValueError(f"the preparation profile must have {self.preparation_ns} samples (1 ns each), "
+                                f"not {prep.shape}")
+        return np.concatenate([prep, np.ones(int(self.duration_ns) - self.preparation_ns)])
+
+    def nudge_samples(self) -> np.ndarray:
+        """r at every ns sample of the whole sequence for an after-preparation nudge: 0 during the
+        preparation, ½(1 − cos) over the nudge ramp, 1 during the hold."""
+        x = np.linspace(0.0, 1.0, int(self.nudge_ramp_ns))
+        return np.concatenate([np.zeros(self.preparation_ns), 0.5 * (1.0 - np.cos(np.pi * x)),
+                               np.ones(int(self.hold_ns))])
 
 
 def check_duration(device, duration_ns: int) -> None:
@@ -94,16 +151,20 @@ def build_sequence(
     detunings,
     ramp: RampSpec,
     step_nudge=None,
+    after_nudge=None,
+    profile=None,
     what: str = "the local detunings",
 ) -> tuple[pulser.Sequence, DetuningPlan]:
     """The pulser Sequence ramping to Ω, φ and final local detunings ``detunings`` (rad/µs).
 
-    ``step_nudge`` (per-atom detuning changes) is applied as a step at ``ramp.nudge_switch``.
+    ``step_nudge`` (per-atom detuning changes) is applied as a step at ``ramp.nudge_switch``;
+    ``after_nudge`` is ramped on after the preparation (``ramp.nudge == "after-preparation"``).
+    ``profile``: preparation samples s(t) (1 ns each) replacing ``ramp.shape``.
     Returns the sequence and the detuning plan; device violations raise QepValueError naming the
     channel and the limit.
     """
     check_duration(device, int(ramp.duration_ns))
-    s = ramp.shape_samples()
+    s = ramp.shape_samples(profile)
     plan = plan_detunings(
         detunings, device, shape_mean=float(s.mean()), start_detuning=ramp.start_detuning, what=what
     )
@@ -124,6 +185,12 @@ def build_sequence(
         )
         step = step_map(step_nudge, device, active_fraction=float(on.mean()))
         global_detuning = global_detuning + on * step.delta_reference
+    elif after_nudge is not None:
+        if ramp.nudge != "after-preparation":
+            raise QepValueError("'after_nudge' needs ramp.nudge = 'after-preparation'")
+        on = ramp.nudge_samples()
+        step = step_map(after_nudge, device, active_fraction=float(on.mean()), what="the after-preparation nudge")
+        global_detuning = global_detuning + on * step.delta_reference
     try:
         seq.add(
             Pulse(CustomWaveform(omega * s), CustomWaveform(global_detuning), phase),
@@ -140,8 +207,8 @@ def build_sequence(
         maps.append((step, on))
     if len(maps) == 2 and len(device.dmm_channels) < 2 and not device.reusable_channels:
         raise QepValueError(
-            f"a step nudge needs a second detuning map, but {device.name} has one DMM that "
-            f"takes one map per sequence; use a device with reusable channels (MockDevice)"
+            f"a step or after-preparation nudge needs a second detuning map, but {device.name} has one DMM "
+            f"that takes one map per sequence; use a device with two DMMs or reusable channels (MockDevice)"
         )
     dmm_ids = sorted(device.dmm_channels)
     for k, (p, shape) in enumerate(maps):
@@ -161,20 +228,24 @@ def build_sequence(
     return seq, plan
 
 
-def model_sequence(model, controls: dict, ramp: RampSpec, *, nudge_detunings=None, register=None):
+def model_sequence(model, controls: dict, ramp: RampSpec, *, nudge_detunings=None, register=None, profile=None):
     """Sequence for a :class:`RydbergModel`'s controls (from ``model.controls``); ``nudge_detunings``
-    are per-atom changes of the final detunings, ramped or stepped according to ``ramp``."""
+    are per-atom changes of the final detunings, ramped, stepped or ramped after the preparation
+    according to ``ramp``; ``profile`` optionally replaces the preparation shape (samples at 1 ns)."""
     det = np.asarray(controls["detunings"], dtype=float)
-    step = None
+    step = after = None
     what = "the local detunings"
     if nudge_detunings is not None and np.any(nudge_detunings):
         what = f"the nudged local detunings (nudge {np.round(nudge_detunings, 4).tolist()} rad/µs)"
     if nudge_detunings is not None and np.any(nudge_detunings):
-        if ramp.nudge_switch == "ramped":
+        if ramp.nudge == "after-preparation":
+            after = np.asarray(nudge_detunings, float)
+        elif ramp.nudge_switch == "ramped":
             det = det + np.asarray(nudge_detunings, float)
         else:
             step = np.asarray(nudge_detunings, float)
-    problems = model.violations(controls["positions_um"], det, controls["omega"])
+    final = det if after is None else det + after
+    problems = model.violations(controls["positions_um"], final, controls["omega"])
     if problems:
         raise QepValueError("; ".join(problems))
     reg = register if register is not None else model.register()
@@ -186,5 +257,7 @@ def model_sequence(model, controls: dict, ramp: RampSpec, *, nudge_detunings=Non
         detunings=det,
         ramp=ramp,
         step_nudge=step,
+        after_nudge=after,
+        profile=profile,
         what=what,
     )

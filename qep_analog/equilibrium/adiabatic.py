@@ -1,10 +1,14 @@
 """The "adiabatic" backend: prepare the ground state of a Rydberg model by a smooth pulser ramp.
 
 H(θ, x) = Σ (Ω/2)(cos φ X_i + sin φ Y_i) − Σ δ_i n_i + Σ C6/r_ij⁶ n_i n_j (pulser's convention,
-see :mod:`qep_analog.device.rydberg`). From |g…g⟩ every control follows s(t) = ½(1 − cos πt/T)
-from Ω = 0, δ_i = δ₀ < 0 to the target (:mod:`qep_analog.device.sequences`). The nudge, a diagonal
-Σ c_ℓ n_ℓ (or Σ c_ℓ Z_ℓ = Σ c_ℓ(1 − 2n_ℓ)) already multiplied by β, becomes a local detuning
-change δ_ℓ → δ_ℓ − c_ℓ, ramped with the same shape (or switched as a step for comparison).
+see :mod:`qep_analog.device.rydberg`). From |g…g⟩ every control follows one schedule s(t) from
+Ω = 0, δ_i = δ₀ < 0 to the target (:mod:`qep_analog.device.sequences`): ``schedule="cosine"``
+(½(1 − cos πt/T)), "linear", or "local-adiabatic" (gap-aware, computed from the free path's spectrum
+per sample, :mod:`qep_analog.equilibrium.schedules`). The nudge, a diagonal Σ c_ℓ n_ℓ (or
+Σ c_ℓ Z_ℓ = Σ c_ℓ(1 − 2n_ℓ)) already multiplied by β, becomes a local detuning change δ_ℓ → δ_ℓ − c_ℓ:
+``nudge="simultaneous"`` ramps it with the same schedule (or switches it as a step for comparison);
+``nudge="after-preparation"`` prepares the free state in T − ``nudge_ramp_ns`` − ``hold_ns`` and then
+ramps the nudge on ("cached" QEP; what that estimates is derived in docs/adiabatic_qep.md).
 
 Emulation: pulser-simulation's ``QutipBackendV2`` with ``QutipConfig`` (solver tolerances set
 explicitly, optional ``NoiseModel``, optional channel modulation; shot-to-shot noise requires an
@@ -29,6 +33,7 @@ from qep_analog.device.rydberg import RydbergModel
 from qep_analog.device.sequences import RampSpec, model_sequence
 from qep_analog.equilibrium.base import EquilibriumState, register_backend
 from qep_analog.equilibrium.emulators.reference import SolverOptions, has_shot_noise, run_pulser
+from qep_analog.equilibrium.schedules import SCHEDULES, path_spectrum, schedule_samples
 from qep_analog.errors import QepValueError
 from qep_analog.models.hamiltonian import Hamiltonian
 from qep_analog.models.pauli import PauliSum
@@ -83,6 +88,8 @@ class AdiabaticBackend:
 
     def __init__(self, *, model: RydbergModel, duration_ns: int = 3000, start_detuning: float = -20.0,
                  shape: str = "cosine", nudge_switch: str | float = "ramped", emulator: str = "pulser",
+                 schedule: str | None = None, schedule_boundary: float = 0.3, schedule_points: int = 41,
+                 nudge: str = "simultaneous", nudge_ramp_ns: int = 1000, hold_ns: int = 0,
                  noise_model=None, n_trajectories: int | None = None, with_modulation: bool = False,
                  atol: float = 1e-10, rtol: float = 1e-8, nsteps: int = 200_000,
                  compare_exact: bool = True, coupling_rtol: float = 1e-6,
@@ -91,9 +98,21 @@ class AdiabaticBackend:
             raise QepValueError(f"'model' must be a RydbergModel, not {type(model).__name__}")
         if emulator not in EMULATORS:
             raise QepValueError(f"'emulator' must be one of {EMULATORS}, not {emulator!r}")
+        schedule = shape if schedule is None else schedule
+        if schedule not in SCHEDULES:
+            raise QepValueError(f"'schedule' must be one of {SCHEDULES}, not {schedule!r}")
+        if not 0 < schedule_boundary <= 1:
+            raise QepValueError(f"'schedule_boundary' must be in (0, 1], not {schedule_boundary}")
+        if int(schedule_points) < 3:
+            raise QepValueError(f"'schedule_points' must be ≥ 3, not {schedule_points}")
         self.model = model
-        self.ramp = RampSpec(duration_ns=int(duration_ns), start_detuning=float(start_detuning), shape=shape,
-                             nudge_switch=nudge_switch)
+        self.schedule = schedule
+        self.schedule_boundary = float(schedule_boundary)
+        self.schedule_points = int(schedule_points)
+        self.ramp = RampSpec(duration_ns=int(duration_ns), start_detuning=float(start_detuning),
+                             shape=shape if schedule == "local-adiabatic" else schedule, nudge_switch=nudge_switch,
+                             nudge=nudge, nudge_ramp_ns=int(nudge_ramp_ns), hold_ns=int(hold_ns))
+        self._profiles: dict = {}
         self.emulator = emulator
         self.noise_model = noise_model
         self.n_trajectories = n_trajectories
@@ -122,12 +141,6 @@ class AdiabaticBackend:
             return None
         return ReadoutError(p_false_pos=float(nm.p_false_pos), p_false_neg=float(nm.p_false_neg))
 
-    def with_model(self, model: RydbergModel) -> AdiabaticBackend:
-        new = object.__new__(AdiabaticBackend)
-        new.__dict__.update(self.__dict__)
-        new.model, new._model_h = model, model.hamiltonian()
-        return new
-
     def _check_hamiltonian(self, hamiltonian: Hamiltonian) -> None:
         mine = self._model_h
         if (hamiltonian.n_qubits != mine.n_qubits or hamiltonian.parameter_names != mine.parameter_names
@@ -136,11 +149,43 @@ class AdiabaticBackend:
                                 f"(parameters {list(mine.parameter_names)}, inputs {list(mine.input_names)}); "
                                 f"got one with parameters {list(hamiltonian.parameter_names)}")
 
+    def with_model(self, model: RydbergModel) -> AdiabaticBackend:
+        new = object.__new__(AdiabaticBackend)
+        new.__dict__.update(self.__dict__)
+        new.model, new._model_h, new._profiles = model, model.hamiltonian(), {}
+        return new
+
+    def path_spectrum(self, controls: dict):
+        """Spectrum of the free preparation path to ``controls`` (see :func:`schedules.path_spectrum`)."""
+        from qep_analog.device.rydberg import pair_couplings
+
+        return path_spectrum(pair_couplings(np.asarray(controls["positions_um"], float), self.model.c6),
+                             controls["omega"], controls["phase"], controls["detunings"], self.ramp.start_detuning,
+                             points=self.schedule_points)
+
+    def profile(self, controls: dict) -> np.ndarray | None:
+        """Preparation samples s(t) for the free path to ``controls`` (None: the ramp's own shape).
+
+        The local-adiabatic schedule is computed from the *free* path and shared by the nudged
+        sequences of the same (θ, x), so that they differ only by the nudge (cached per controls)."""
+        if self.schedule != "local-adiabatic":
+            return None
+        key = hashlib.sha256(np.concatenate([np.ravel(controls["positions_um"]), np.ravel(controls["detunings"]),
+                                             [controls["omega"], controls["phase"]]]).tobytes()).hexdigest()
+        if key not in self._profiles:
+            if len(self._profiles) > 256:
+                self._profiles.clear()
+            spectrum = self.path_spectrum(controls)
+            self._profiles[key] = schedule_samples("local-adiabatic", self.ramp.preparation_ns, spectrum=spectrum,
+                                                   boundary=self.schedule_boundary)
+        return self._profiles[key]
+
     def sequence(self, theta, x=None, nudge: PauliSum | None = None, *, register=None):
         """(pulser Sequence, DetuningPlan) preparing H(θ, x) + nudge."""
         controls = self.model.controls(theta, x, coupling_rtol=self.coupling_rtol)
         change = nudge_to_detunings(nudge, self.model.n_atoms)
-        return model_sequence(self.model, controls, self.ramp, nudge_detunings=change, register=register)
+        return model_sequence(self.model, controls, self.ramp, nudge_detunings=change, register=register,
+                              profile=self.profile(controls))
 
     def run_sequence(self, sequence, *, noise_seed: int | None = None) -> np.ndarray:
         """Final state of a sequence in the package basis, with this backend's emulator.
@@ -176,7 +221,8 @@ class AdiabaticBackend:
         else:
             energy = float(np.real(np.sum(h.toarray() * state.T)))
         info = dict(sequence=seq, detuning_plan=plan, duration_ns=self.ramp.duration_ns, emulator=self.emulator,
-                    nudge_switch=self.ramp.nudge_switch, noise=self.noise_model is not None)
+                    nudge_switch=self.ramp.nudge_switch, noise=self.noise_model is not None, schedule=self.schedule,
+                    nudge_mode=self.ramp.nudge, nudge_ramp_ns=self.ramp.nudge_ramp_ns, hold_ns=self.ramp.hold_ns)
         gap = float("nan")
         if self.compare_exact and hamiltonian.n_qubits <= 16:
             if hamiltonian.n_qubits <= 10:
