@@ -11,11 +11,15 @@ from qep_analog.equilibrium.base import (
     get_backend,
     register_backend,
 )
+from qep_analog.equilibrium.dense import DensityMatrix, StateVector, dense_state
 
 __all__ = [
+    "DensityMatrix",
     "EquilibriumBackend",
     "EquilibriumState",
+    "StateVector",
     "available_backends",
     "get_backend",
+    "dense_state",
     "register_backend",
 ]

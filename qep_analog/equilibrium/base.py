@@ -3,55 +3,86 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
 from typing import Literal, Protocol
 
 import numpy as np
 
 from qep_analog.errors import QepValueError
 from qep_analog.models.hamiltonian import Hamiltonian
-from qep_analog.models.pauli import PauliSum
+from qep_analog.models.pauli import PauliProduct, PauliSum
 
 StateKind = Literal["eigenstate", "gibbs", "steady-state", "pure-prepared"]
 
 
-@dataclass(frozen=True, kw_only=True)
-class EquilibriumState:
-    """A prepared state and what we know about how it was reached.
+class EquilibriumState(ABC):
+    """A prepared state and what we know about how it was reached: the interface every backend returns.
 
-    ``state`` is a normalised vector (pure) or a density matrix (mixed), in the package basis
-    (index = int(bitstring, 2), qubit 0 leftmost, 1 = |r⟩ = Z eigenvalue −1).
-    ``energy`` is ⟨H⟩ of the Hamiltonian that was prepared (nudge included); ``gap`` is
-    E₁ − E₀ (or the local gap to the followed level) when known, else ``nan``.
+    Basis convention (the package's): qubit 0 is the leftmost bitstring character, |1⟩ = |r⟩ = Z
+    eigenvalue −1. Every implementation carries ``kind``, ``energy`` (⟨H⟩ of the Hamiltonian that
+    was prepared, nudge included), ``gap`` (E₁ − E₀, or the local gap to the followed level, when
+    known, else ``nan``) and ``info`` (how it was reached: method, tolerances, truncation, flags).
+
+    The measurement layer and the estimators use only :meth:`expect`, :meth:`sample`,
+    :meth:`overlap`, :meth:`expect_sums`, ``is_pure``, ``flagged`` and these attributes. Dense
+    implementations (:class:`~qep_analog.equilibrium.dense.StateVector`,
+    :class:`~qep_analog.equilibrium.dense.DensityMatrix`) also expose ``state`` (the 2^N array);
+    a matrix-product state (:mod:`qep_analog.equilibrium.mps`) does not.
+
+    Calling ``EquilibriumState(state=array, kind=..., ...)`` still builds the dense implementation
+    that fits the array (a vector or a density matrix), for backends written before the interface.
     """
 
-    state: np.ndarray
     kind: StateKind
-    energy: float = float("nan")
-    gap: float = float("nan")
-    info: dict = field(default_factory=dict)
+    energy: float
+    gap: float
+    info: dict
+
+    def __new__(cls, *args, **kwargs):
+        if cls is EquilibriumState:  # transitional: the dense constructor of the old dataclass
+            from qep_analog.equilibrium.dense import dense_state
+
+            return dense_state(*args, **kwargs)
+        return super().__new__(cls)
 
     @property
+    @abstractmethod
+    def n_qubits(self) -> int:
+        """Number of qubits."""
+
+    @property
+    @abstractmethod
     def is_pure(self) -> bool:
-        return self.state.ndim == 1
+        """True for a state vector (or a pure MPS), False for a density matrix."""
 
-    def probabilities(self) -> np.ndarray:
-        """Z-basis outcome probabilities."""
-        if self.is_pure:
-            return np.abs(self.state) ** 2
-        return np.clip(np.real(np.diag(self.state)), 0.0, None)
+    @abstractmethod
+    def expect(self, products: Sequence[PauliProduct]) -> np.ndarray:
+        """Real expectation values ⟨P_k⟩ of Pauli/occupation products (Hermitian products only)."""
 
+    @abstractmethod
+    def sample(self, basis: str, shots: int, rng: np.random.Generator) -> np.ndarray:
+        """``shots`` ideal bitstrings (uint8, shots × n_qubits) measured qubit-wise in ``basis``
+        (one letter X, Y or Z per qubit; '1' = outcome −1). Readout errors belong to the
+        measurement layer (:func:`qep_analog.measurement.sample_bitstrings`)."""
+
+    @abstractmethod
     def overlap(self, other: EquilibriumState) -> float:
-        """|⟨a|b⟩| for pure states; the fidelity √F = Tr|√ρ √σ| is not needed for our policy,
-        so for mixed states this returns Tr(ρσ)/sqrt(Tr ρ² Tr σ²) (1 for equal states)."""
-        a, b = self.state, other.state
-        if a.ndim == 1 and b.ndim == 1:
-            return float(abs(np.vdot(a, b)))
-        ra = a if a.ndim == 2 else np.outer(a, a.conj())
-        rb = b if b.ndim == 2 else np.outer(b, b.conj())
-        num = np.real(np.vdot(ra, rb))
-        return float(num / np.sqrt(np.real(np.vdot(ra, ra)) * np.real(np.vdot(rb, rb))))
+        """|⟨a|b⟩| for pure states (what the crossing policy compares with its threshold)."""
+
+    @property
+    def flagged(self) -> bool:
+        """True when the backend could not certify the state (``info["flags"]`` says why); the
+        crossing policy treats a flagged nudged phase like a crossing."""
+        return bool(self.info.get("flags"))
+
+    def expect_sums(self, observables: Sequence[PauliSum]) -> np.ndarray:
+        """⟨O_ℓ⟩ = c₀ + Σ_j c_j ⟨P_j⟩ for each Pauli sum, sharing one :meth:`expect` call."""
+        products = tuple(dict.fromkeys(p for o in observables for p in o.products))
+        values = self.expect(products) if products else np.zeros(0)
+        index = {p: i for i, p in enumerate(products)}
+        return np.array([o.constant + sum(c * values[index[p]] for c, p in o.terms) for o in observables],
+                        dtype=float)
 
 
 class EquilibriumBackend(Protocol):
@@ -84,6 +115,7 @@ _LAZY = {
     "gibbs": "qep_analog.equilibrium.exact",
     "cooling": "qep_analog.equilibrium.cooling",
     "adiabatic": "qep_analog.equilibrium.adiabatic",
+    "mps": "qep_analog.equilibrium.mps",
 }
 
 

@@ -41,6 +41,7 @@ from qep_analog.equilibrium.davies import (
     bath_products,
     commutant_dimension,
 )
+from qep_analog.equilibrium.dense import DensityMatrix
 from qep_analog.errors import ConvergenceError, QepValueError
 from qep_analog.models.hamiltonian import Hamiltonian
 from qep_analog.models.pauli import PauliSum
@@ -239,7 +240,7 @@ class CoolingBackend:
             ground_energy=float(gen.energies[0]),
             trajectory=trajectory,
         )
-        return EquilibriumState(
+        return DensityMatrix(
             state=rho,
             kind="gibbs" if unique else "steady-state",
             energy=float(np.real(np.sum(gen.energies * np.diag(rho_eig)))),

@@ -29,6 +29,7 @@ import scipy.linalg as la
 import scipy.sparse.linalg as sla
 
 from qep_analog.equilibrium.base import EquilibriumState, register_backend
+from qep_analog.equilibrium.dense import DensityMatrix, StateVector
 from qep_analog.equilibrium.lanczos import lowest_two
 from qep_analog.errors import ConvergenceError, QepValueError
 from qep_analog.models.hamiltonian import Hamiltonian
@@ -76,7 +77,7 @@ class ExactBackend:
             method = "dense"
             extra = {}
         else:
-            if reference is not None and reference.is_pure and self.warm_start:
+            if isinstance(reference, StateVector) and self.warm_start and reference.state.shape == (hamiltonian.dim,):
                 v0 = reference.state
             else:
                 # ARPACK's own start vector depends on the process's call history; a fixed start keeps
@@ -103,7 +104,7 @@ class ExactBackend:
         psi = _fix_phase(psi)
         energy = float(-e0 if top else e0)
         gap = float(e1 - e0)
-        return EquilibriumState(
+        return StateVector(
             state=psi, kind="eigenstate", energy=energy, gap=gap,
             info=dict(method=method, level=self.eigenstate, degenerate=bool(gap < self.degeneracy_tol),
                       tol=0.0 if method == "dense" else self.tol, **extra),
@@ -131,7 +132,7 @@ class ExactBackend:
                 index = int(np.argmax(overlaps))
                 psi, e = vectors[:, index], energies[index]
                 gap = _local_gap(energies, index)
-        return EquilibriumState(
+        return StateVector(
             state=_fix_phase(psi), kind="eigenstate", energy=float(e), gap=float(gap),
             info=dict(method="dense-continuation", level=level, steps=steps,
                       degenerate=bool(gap < self.degeneracy_tol), tol=0.0),
@@ -174,7 +175,7 @@ class GibbsBackend:
         if nudge is not None:
             h = h + nudge.matrix(hamiltonian.n_qubits).toarray()
         rho, energies = gibbs_state(h, self.temperature)
-        return EquilibriumState(
+        return DensityMatrix(
             state=rho, kind="gibbs", energy=float(np.real(np.trace(rho @ h))),
             gap=float(energies[1] - energies[0]), info=dict(temperature=self.temperature),
         )

@@ -27,27 +27,33 @@ sample where exactly one of ±β crosses keeps the full β and uses the one-side
 uncrossed side, g = s(⟨A⟩_{sβ} − ⟨A⟩₀)/β, paying one measured free phase instead of the 2^k noise
 amplification of k halvings; when both sides cross it shrinks as above. Every event is recorded
 in ``crossings``. Exactly degenerate free ground states are flagged (``"degenerate"``) — no
-finite-β estimator can repair them. The overlap is an emulation diagnostic (a lab cannot
-measure it): no shots are spent or counted on a rejected attempt.
+finite-β estimator can repair them. A nudged phase the backend flags as uncertified (``state.flagged``,
+e.g. an MPS whose energy variance exceeds its tolerance) is treated like a crossing (recorded with
+overlap 0); a flagged free phase is recorded as ``"flagged"``. The overlap is an emulation diagnostic
+(a lab cannot measure it): no shots are spent or counted on a rejected attempt.
+
+Every state is read through the state interface (``expect``, ``sample``, ``overlap``), so dense and
+matrix-product states feed the same estimators; only ``estimator="exact"`` needs a dense state vector.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
-from functools import lru_cache
 
 import numpy as np
 
 from qep_analog.equilibrium.base import EquilibriumBackend, EquilibriumState
+from qep_analog.equilibrium.dense import StateVector
 from qep_analog.errors import QepValueError
 from qep_analog.executor import Executor, SerialExecutor
 from qep_analog.learning.objectives import Objective
 from qep_analog.learning.reference import linear_response_gradient
 from qep_analog.measurement.estimate import estimate_products
 from qep_analog.measurement.grouping import Setting, group_qubitwise
+from qep_analog.measurement.observables import derivative_structure, output_expectations
 from qep_analog.measurement.sampling import ReadoutError, sample_bitstrings
 from qep_analog.models.hamiltonian import Hamiltonian
-from qep_analog.models.pauli import PauliProduct, ProductTable
+from qep_analog.models.pauli import PauliProduct
 
 ESTIMATORS = ("one-sided", "symmetric", "exact", "finite-difference")
 MEASUREMENTS = ("grouped", "gaussian")
@@ -144,7 +150,7 @@ def measurement_plan(hamiltonian: Hamiltonian) -> MeasurementPlan:
     cache = hamiltonian._cache
     if "measurement_plan" not in cache:
         n = hamiltonian.n_qubits
-        deriv = hamiltonian.derivative_map[0].products
+        deriv = derivative_structure(hamiltonian)[0]
         outs = tuple(dict.fromkeys(p for o in hamiltonian.outputs for p in o.observable.products))
         joint = tuple(dict.fromkeys(deriv + outs))
         cache["measurement_plan"] = MeasurementPlan(
@@ -160,7 +166,7 @@ class _Meter:
         self.preparations = 0
 
     def products(self, state: EquilibriumState, products, settings) -> tuple[np.ndarray, np.ndarray]:
-        exact = _table(tuple(products), self.h.n_qubits).expect(state.state)
+        exact = state.expect(tuple(products))
         cfg = self.cfg
         if cfg.shots is None:
             return exact, np.zeros_like(exact)
@@ -172,7 +178,7 @@ class _Meter:
         means, ses = np.empty(len(products)), np.empty(len(products))
         for setting in settings:
             members = [products[i] for i in setting.members]
-            bits = sample_bitstrings(state.state, setting.basis, cfg.shots, self.rng, cfg.readout)
+            bits = sample_bitstrings(state, setting.basis, cfg.shots, self.rng, cfg.readout)
             m, s = estimate_products(bits, members, cfg.readout if cfg.mitigate_readout else None)
             means[list(setting.members)], ses[list(setting.members)] = m, s
             self.preparations += cfg.shots
@@ -181,7 +187,7 @@ class _Meter:
     def derivatives(self, state) -> tuple[np.ndarray, np.ndarray]:
         """⟨A_k⟩ and standard errors (products of one A_k sharing shots: covariance neglected)."""
         plan = measurement_plan(self.h)
-        coef = self.h.derivative_map[1]
+        coef = derivative_structure(self.h)[1]
         means, ses = self.products(state, plan.derivative_products, plan.derivative_settings)
         return coef @ means, np.sqrt((coef**2) @ (ses**2))
 
@@ -190,7 +196,7 @@ class _Meter:
         if self.cfg.shots is None or self.cfg.measurement == "gaussian":
             return (*self.derivatives(state), self.outputs(state))
         plan = measurement_plan(self.h)
-        coef = self.h.derivative_map[1]
+        coef = derivative_structure(self.h)[1]
         means, ses = self.products(state, plan.joint_products, plan.joint_settings)
         k = len(plan.derivative_products)
         y = _outputs_from_products(self.h, plan.joint_products, means)
@@ -199,7 +205,7 @@ class _Meter:
     def outputs(self, state) -> np.ndarray:
         cfg = self.cfg
         if cfg.shots is None or cfg.measurement == "gaussian":
-            return self.h.output_expectations(state.state)  # exact error signal in the idealisation
+            return output_expectations(self.h, state)  # exact error signal in the idealisation
         plan = measurement_plan(self.h)
         means, _ = self.products(state, plan.output_products, plan.output_settings)
         return _outputs_from_products(self.h, plan.output_products, means)
@@ -215,14 +221,19 @@ def measure_outputs(hamiltonian: Hamiltonian, state: EquilibriumState, config: G
     Returns (outputs, preparations).
     """
     if shots is None:
-        return hamiltonian.output_expectations(state.state), 0
+        return output_expectations(hamiltonian, state), 0
     meter = _Meter(hamiltonian, replace(config, shots=shots, measurement="grouped"), rng)
     return meter.outputs(state), meter.preparations
 
 
-@lru_cache(maxsize=256)
-def _table(products: tuple[PauliProduct, ...], n_qubits: int) -> ProductTable:
-    return ProductTable(products, n_qubits)
+def objective_value(objective: Objective, hamiltonian: Hamiltonian, state: EquilibriumState,
+                    target: np.ndarray) -> float:
+    """The objective evaluated exactly on a prepared state, through the state interface: L(⟨O⟩) for
+    error-signal nudging, ⟨Ĉ⟩ = c₀ + Σ_j c_j ⟨P_j⟩ for cost-operator nudging."""
+    if objective.kind == "error-signal":
+        return objective.loss_of_outputs(output_expectations(hamiltonian, state), target)
+    cost = objective.cost_operator(hamiltonian, target)
+    return float(state.expect_sums([cost])[0])
 
 
 def _product_variance(p: PauliProduct, mean: float) -> float:
@@ -260,6 +271,8 @@ def _qep_sample(task: _SampleTask) -> dict:
     crossings = []
     if free.info.get("degenerate"):
         crossings.append(dict(sample=task.index, phase="free", kind="degenerate", gap=free.gap))
+    if free.flagged:  # recorded, not dropped: no β can repair an uncertified free phase
+        crossings.append(dict(sample=task.index, phase="free", kind="flagged", flags=list(free.info["flags"])))
     one_sided = cfg.estimator == "one-sided"
     signs = (1,) if one_sided else (1, -1)
     if one_sided:
@@ -273,8 +286,10 @@ def _qep_sample(task: _SampleTask) -> dict:
         phases = {s: backend.prepare(h, task.theta, task.x, direction.scaled(s * beta), reference=free)
                   for s in signs}
         overlaps = {s: free.overlap(st) for s, st in phases.items()}
-        # a level crossing is a ground-state (pure) pathology; Gibbs and steady states vary smoothly at T > 0
-        bad = {s: o for s, o in overlaps.items() if o < cfg.overlap_threshold} if free.is_pure else {}
+        # a level crossing is a ground-state (pure) pathology; Gibbs and steady states vary smoothly at T > 0.
+        # A phase the backend could not certify (e.g. MPS energy variance above tolerance) counts as one.
+        bad = ({s: (0.0 if phases[s].flagged else o) for s, o in overlaps.items()
+                if o < cfg.overlap_threshold or phases[s].flagged} if free.is_pure else {})
         if not bad:
             break
         fall_back = cfg.crossing_policy == "one-sided" and len(bad) == 1 and len(signs) == 2
@@ -290,7 +305,7 @@ def _qep_sample(task: _SampleTask) -> dict:
             break
         if last:
             return dict(dropped=True, crossings=crossings, preparations=meter.preparations, y=y,
-                        loss=obj.exact_value(h, free.state, task.target), kind=free.kind)
+                        loss=objective_value(obj, h, free, task.target), kind=free.kind)
         beta /= 2
     measured = {s: meter.derivatives(st) for s, st in phases.items()}
     if one_sided:
@@ -304,7 +319,7 @@ def _qep_sample(task: _SampleTask) -> dict:
         g = (measured[1][0] - measured[-1][0]) / (2 * beta)
         se = np.sqrt(measured[1][1] ** 2 + measured[-1][1] ** 2) / (2 * beta)
     return dict(dropped=False, gradient=g, stderr=se, crossings=crossings, preparations=meter.preparations,
-                y=y, beta=beta, loss=obj.exact_value(h, free.state, task.target), kind=free.kind,
+                y=y, beta=beta, loss=objective_value(obj, h, free, task.target), kind=free.kind,
                 overlaps={str(s): float(o) for s, o in overlaps.items()})
 
 
@@ -312,16 +327,16 @@ def _exact_sample(task: _SampleTask) -> dict:
     h, cfg = task.hamiltonian, task.config
     obj = cfg.objective
     free = task.backend.prepare(h, task.theta, task.x)
-    if not free.is_pure:
-        raise QepValueError("the 'exact' estimator needs a pure eigenstate backend; use "
-                            "'finite-difference' for mixed states")
-    y = h.output_expectations(free.state)
+    if not isinstance(free, StateVector):
+        raise QepValueError("the 'exact' estimator needs a dense pure eigenstate (e.g. backend 'exact'); use "
+                            "'finite-difference' for mixed or matrix-product states")
+    y = output_expectations(h, free)
     direction = obj.nudge_direction(h, y, task.target)
     g = linear_response_gradient(h, task.theta, task.x, free, direction)
     crossings = ([dict(sample=task.index, phase="free", kind="degenerate", gap=free.gap)]
                  if free.info.get("degenerate") else [])
     return dict(dropped=False, gradient=g, stderr=np.zeros_like(g), crossings=crossings, preparations=0,
-                y=y, beta=0.0, loss=obj.exact_value(h, free.state, task.target), kind=free.kind)
+                y=y, beta=0.0, loss=objective_value(obj, h, free, task.target), kind=free.kind)
 
 
 def _fd_sample(task: _SampleTask) -> dict:
@@ -344,7 +359,7 @@ def _fd_sample(task: _SampleTask) -> dict:
         if cfg.shots is not None and obj.kind == "error-signal":
             return obj.loss_of_outputs(meter.outputs(state), task.target)
         # exact expectations, or the gaussian idealisation, which has no shot model for ⟨Ĉ⟩
-        return obj.exact_value(h, state.state, task.target)
+        return objective_value(obj, h, state, task.target)
 
     g = np.empty(len(task.theta))
     for k in range(len(task.theta)):
@@ -353,8 +368,8 @@ def _fd_sample(task: _SampleTask) -> dict:
         g[k] = (value(task.theta + step) - value(task.theta - step)) / (2 * cfg.fd_step)
     free = backend.prepare(h, task.theta, task.x)
     return dict(dropped=False, gradient=g, stderr=np.full_like(g, np.nan), crossings=[],
-                preparations=meter.preparations, y=h.output_expectations(free.state), beta=0.0,
-                loss=obj.exact_value(h, free.state, task.target), kind=free.kind)
+                preparations=meter.preparations, y=output_expectations(h, free), beta=0.0,
+                loss=objective_value(obj, h, free, task.target), kind=free.kind)
 
 
 _RUNNERS = {"one-sided": _qep_sample, "symmetric": _qep_sample, "exact": _exact_sample,

@@ -1,5 +1,9 @@
 """Bitstrings from a prepared state: basis rotation, shots and readout errors.
 
+States sample themselves through the state interface (:meth:`EquilibriumState.sample`); this
+module adds readout errors and the counts ↔ bits conversions. ``rotate_to_basis`` and
+``basis_probabilities`` are the dense primitives of :mod:`qep_analog.equilibrium.dense`.
+
 Bitstring convention: character q is qubit q, '1' = outcome −1 of the measured Pauli (for Z:
 the Rydberg state |r⟩ = |1⟩). A measurement in basis X applies H before reading Z; basis Y
 applies H S† (so that H S† Y S H = Z).
@@ -12,40 +16,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from qep_analog.equilibrium.base import EquilibriumState
+from qep_analog.equilibrium.dense import (
+    basis_probabilities,
+    check_basis,
+    check_shots,
+    rotate_to_basis,
+    sample_dense,
+)
 from qep_analog.errors import QepValueError
 
-_HADAMARD = np.array([[1, 1], [1, -1]]) / np.sqrt(2)
-_ROTATION = {"X": _HADAMARD, "Y": _HADAMARD @ np.diag([1, -1j])}
-
-
-def _check_basis(basis: str, n_qubits: int) -> None:
-    if len(basis) != n_qubits or any(c not in "XYZ" for c in basis):
-        raise QepValueError(f"'basis' must be {n_qubits} letters from X, Y, Z, not {basis!r}")
-
-
-def rotate_to_basis(state: np.ndarray, basis: str) -> np.ndarray:
-    """Apply the single-qubit rotations that map measuring ``basis`` onto measuring Z."""
-    n = len(basis)
-    pure = state.ndim == 1
-    psi = state.reshape((2,) * n if pure else (2,) * (2 * n))
-    for q, letter in enumerate(basis):
-        if letter == "Z":
-            continue
-        u = _ROTATION[letter]
-        psi = np.moveaxis(np.tensordot(u, psi, axes=([1], [q])), 0, q)
-        if not pure:
-            psi = np.moveaxis(np.tensordot(u.conj(), psi, axes=([1], [n + q])), 0, n + q)
-    return psi.reshape(state.shape)
-
-
-def basis_probabilities(state: np.ndarray, basis: str) -> np.ndarray:
-    """Outcome probabilities of measuring every qubit in ``basis`` (index = int(bitstring, 2))."""
-    n = int(np.log2(state.shape[0]))
-    _check_basis(basis, n)
-    rotated = rotate_to_basis(state, basis)
-    probs = np.abs(rotated) ** 2 if rotated.ndim == 1 else np.real(np.diag(rotated))
-    probs = np.clip(probs, 0.0, None)
-    return probs / probs.sum()
+__all__ = ["ReadoutError", "basis_probabilities", "bits_to_counts", "counts_to_bits", "rotate_to_basis",
+           "sample_bitstrings"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -94,15 +76,17 @@ class ReadoutError:
         return np.where(bits == 0, g0, g1)
 
 
-def sample_bitstrings(state: np.ndarray, basis: str, shots: int, rng: np.random.Generator,
+def sample_bitstrings(state: EquilibriumState | np.ndarray, basis: str, shots: int, rng: np.random.Generator,
                       readout: ReadoutError | None = None) -> np.ndarray:
-    """``shots`` bitstrings (uint8 array, shots × n_qubits) measured in ``basis``."""
-    if not isinstance(shots, (int, np.integer)) or shots < 1:
-        raise QepValueError(f"'shots' must be a positive integer, not {shots!r}")
-    probs = basis_probabilities(state, basis)
-    n = len(basis)
-    indices = rng.choice(probs.size, size=int(shots), p=probs)
-    bits = ((indices[:, None] >> (n - 1 - np.arange(n))) & 1).astype(np.uint8)
+    """``shots`` bitstrings (uint8 array, shots × n_qubits) measured in ``basis``, then passed through
+    ``readout`` errors. ``state`` is any :class:`EquilibriumState` (it samples itself through the state
+    interface) or, for dense callers, a 2^N vector or density matrix."""
+    check_shots(shots)
+    if isinstance(state, EquilibriumState):
+        check_basis(basis, state.n_qubits)
+        bits = state.sample(basis, int(shots), rng)
+    else:
+        bits = sample_dense(np.asarray(state), basis, int(shots), rng)
     if readout is not None:
         bits = readout.apply(bits, rng)
     return bits
