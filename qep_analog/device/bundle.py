@@ -14,15 +14,25 @@ ramped with the controls. From Z-basis counts, ∂⟨Ĉ⟩/∂θ_k ≈ mean over
 the chain rule ∂J_ij/∂r_i = −6 C6 (r_i − r_j)/r_ij⁸. ``update`` reads the lab's counts
 (``COUNTS_DIR/<id>.json`` = {bitstring: count}, '1' = Rydberg, leftmost = q0), applies
 Δθ = −η ĝ projected onto the device limits, and writes the next bundle. Writes are atomic.
+
+A bundle comes back from a lab and is untrusted input. The manifest's checksum is an unkeyed SHA-256:
+it catches accidental edits and truncation, not deliberate ones (anyone can recompute it). So
+:func:`read_bundle` also checks every field on its own: sequence ids match ``ID_PATTERN``, every path
+is relative, resolved and confined to the bundle, every file read is one of the hashed files and is
+hashed again when read, every number is finite and within :mod:`qep_analog.device.limits` and the
+device's limits, and the parameters, sequences and data agree with each other. Counts files must be
+JSON objects {bitstring: integer count} whose total lies in [⌈0.9·shots⌉, shots] of the manifest.
+Output directories are created like ``mkdir`` does (mode 0777 minus the umask), as ``train`` does.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import secrets
 import shutil
-import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,7 +43,9 @@ import pulser
 from pulser.backend.abc import Backend
 from pulser.devices import Device
 
+from qep_analog.device import limits
 from qep_analog.device.devices import device_json, load_device
+from qep_analog.device.limits import check_number, show
 from qep_analog.device.protocol_section import register_protocol_section
 from qep_analog.device.rydberg import RydbergModel
 from qep_analog.device.sequences import RampSpec, model_sequence
@@ -46,7 +58,28 @@ from qep_analog.models.pauli import PauliProduct
 
 FORMAT, VERSION = "qep_analog.rydberg-bundle", 1
 PHASES = ("free", "plus", "minus")
-_NUMS = {"type": "array", "items": {"type": "number"}}
+ID_PATTERN = "^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$"  # a file stem: no '/', no leading dot, ≤ 64 characters
+# a relative path of such names ('sequences/s000_free.json'): no '..', no absolute path, no hidden files
+PATH_PATTERN = "^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}(/[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}){0,3}$"
+_RATE, _POS = limits.MAX_RATE_RAD_PER_US, limits.MAX_POSITION_UM
+
+
+def _num(low: float, high: float, **extra) -> dict:
+    return {"type": "number", "minimum": low, "maximum": high, **extra}
+
+
+def _int(low: int, high: int) -> dict:
+    return {"type": "integer", "minimum": low, "maximum": high}
+
+
+def _array(items: dict, max_items: int, min_items: int = 0) -> dict:
+    return {"type": "array", "items": items, "minItems": min_items, "maxItems": max_items}
+
+
+_ATOM = _int(0, limits.MAX_ATOMS - 1)
+_RATES = _array(_num(-_RATE, _RATE), limits.MAX_ATOMS)
+_SHOTS = _int(limits.MIN_BUNDLE_SHOTS, limits.MAX_SHOTS)
+_TEXT = {"type": "string", "maxLength": 256}
 MANIFEST_SCHEMA = {
     "type": "object",
     "required": ["format", "version", "step", "device", "register", "model", "ramp", "parameters",
@@ -54,26 +87,110 @@ MANIFEST_SCHEMA = {
     "properties": {
         "format": {"const": FORMAT},
         "version": {"const": VERSION},
-        "step": {"type": "integer", "minimum": 0},
-        "device": {"type": "object", "required": ["name", "file"]},
-        "register": {"type": "object", "required": ["qubit_ids", "positions_um", "layout"]},
+        "step": _int(0, limits.MAX_STEP),
+        "device": {"type": "object", "required": ["name", "file"],
+                   "properties": {"name": _TEXT, "file": {"const": "device.json"}, "spec": _TEXT}},
+        "register": {"type": "object", "required": ["qubit_ids", "positions_um", "layout"], "properties": {
+            "qubit_ids": _array({"type": "string", "pattern": ID_PATTERN}, limits.MAX_ATOMS, 1),
+            "positions_um": _array(_array(_num(-_POS, _POS), 2, 2), limits.MAX_ATOMS, 1),
+            "layout": {"type": "boolean"}, "layout_seconds": _num(0, 1e6)}},
         "model": {"type": "object", "required": ["omega", "phase", "detunings", "input_atoms", "output_atoms",
-                                                 "input_mode", "train_positions"]},
-        "ramp": {"type": "object", "required": ["duration_ns", "start_detuning", "shape"]},
-        "parameters": {"type": "object", "required": ["names", "values"],
-                       "properties": {"names": {"type": "array", "items": {"type": "string"}}, "values": _NUMS}},
+                                                 "input_mode", "train_positions"], "properties": {
+            "omega": _num(-_RATE, _RATE), "phase": _num(-limits.MAX_PHASE_RAD, limits.MAX_PHASE_RAD),
+            "detunings": _RATES, "input_atoms": _array(_ATOM, limits.MAX_ATOMS),
+            "output_atoms": _array(_ATOM, limits.MAX_ATOMS, 1), "input_mode": {"enum": ["local", "global"]},
+            "train_positions": {"type": "boolean"}}},
+        "ramp": {"type": "object", "required": ["duration_ns", "start_detuning", "shape"], "properties": {
+            "duration_ns": _int(1, limits.MAX_DURATION_NS), "start_detuning": _num(-_RATE, _RATE),
+            "shape": {"enum": ["cosine", "linear"]}}},
+        "parameters": {"type": "object", "required": ["names", "values"], "properties": {
+            "names": _array(_TEXT, 100_000), "values": _array(_num(-1e15, 1e15), 100_000)}},
         "training": {"type": "object", "required": ["beta", "shots", "learning_rate", "position_learning_rate",
                                                     "objective", "estimator"],
-                     "properties": {"beta": {"type": "number", "exclusiveMinimum": 0},
-                                    "shots": {"type": "integer", "minimum": 1}}},
-        "data": {"type": "object", "required": ["inputs", "targets"]},
-        "sequences": {"type": "array", "minItems": 3, "items": {
+                     "properties": {"beta": _num(0, _RATE, exclusiveMinimum=0), "shots": _SHOTS,
+                                    "learning_rate": _num(0, limits.MAX_LEARNING_RATE),
+                                    "position_learning_rate": _num(0, limits.MAX_LEARNING_RATE),
+                                    "objective": _TEXT, "estimator": {"const": "symmetric"}}},
+        "data": {"type": "object", "required": ["inputs", "targets"], "properties": {
+            "inputs": _array(_RATES, limits.MAX_SAMPLES),
+            "targets": _array(_array(_num(0, 1), limits.MAX_ATOMS, 1), limits.MAX_SAMPLES, 1)}},
+        "sequences": {"type": "array", "minItems": 3, "maxItems": 3 * limits.MAX_SAMPLES, "items": {
             "type": "object", "required": ["id", "file", "sample", "phase", "beta", "shots", "observables"],
-            "properties": {"phase": {"enum": list(PHASES)}, "shots": {"type": "integer", "minimum": 1}}}},
-        "files": {"type": "object", "additionalProperties": {"type": "string", "pattern": "^[0-9a-f]{64}$"}},
+            "properties": {"id": {"type": "string", "pattern": ID_PATTERN},
+                           "file": {"type": "string", "pattern": PATH_PATTERN},
+                           "sample": _int(0, limits.MAX_SAMPLES - 1), "phase": {"enum": list(PHASES)},
+                           "beta": _num(-_RATE, _RATE), "shots": _SHOTS,
+                           "observables": _array(_TEXT, 100_000),
+                           "input": _RATES, "target": _array(_num(0, 1), limits.MAX_ATOMS),
+                           "nudge_detunings": _array(_num(-1e6, 1e6), limits.MAX_ATOMS),
+                           "final_detunings": _array(_num(-1e6, 1e6), limits.MAX_ATOMS)}}},
+        "gradient_rule": {"type": "object"},
+        "counts_format": {"type": "string"},
+        "files": {"type": "object", "maxProperties": 4 * limits.MAX_SAMPLES + 16,
+                  "propertyNames": {"pattern": PATH_PATTERN},
+                  "additionalProperties": {"type": "string", "pattern": "^[0-9a-f]{64}$"}},
         "checksum": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
     },
 }
+
+
+class _NotFinite(ValueError):
+    pass
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NotFinite(f"number {text} overflows a float")
+    return value
+
+
+def _refuse_constant(text: str):
+    raise _NotFinite(f"{text} is not a JSON number")
+
+
+def load_json_file(path: Path, what: str, max_bytes: int):
+    """Strict JSON from a file: size-capped, UTF-8, no NaN/Infinity, no number that overflows a float.
+
+    Every failure (unreadable, not UTF-8, invalid or too deeply nested JSON, integers beyond Python's
+    digit limit) is a one-line :class:`QepValueError` naming ``what`` and the file."""
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise QepValueError(f"{what} '{path}' has {size} bytes, more than the {max_bytes} allowed")
+        text = path.read_bytes().decode("utf-8")
+        return json.loads(text, parse_float=_finite_float, parse_constant=_refuse_constant)
+    except UnicodeDecodeError as exc:
+        raise QepValueError(f"{what} '{path}': not UTF-8 text (byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise QepValueError(f"{what} '{path}': not valid JSON ({exc})") from None
+    except RecursionError:
+        raise QepValueError(f"{what} '{path}': JSON nested too deeply") from None
+    except ValueError as exc:  # _NotFinite, integers with more than 4,300 digits
+        raise QepValueError(f"{what} '{path}': not usable JSON ({' '.join(str(exc).split())[:160]})") from None
+    except OSError as exc:
+        raise QepValueError(f"{what} '{path}' cannot be read ({exc.strerror or exc})") from None
+
+
+def _dumps(obj, **kwargs) -> str:
+    """Strict JSON text: a NaN or infinity raises instead of being written as invalid JSON."""
+    try:
+        return json.dumps(obj, allow_nan=False, **kwargs)
+    except ValueError as exc:
+        raise QepValueError(f"refusing to write non-finite numbers into JSON ({exc})") from None
+
+
+def confined(root: Path, rel: str, what: str) -> Path:
+    """``root/rel`` resolved, refused unless it stays inside ``root`` (no '..', absolute path or symlink out)."""
+    import re
+
+    if not isinstance(rel, str) or not re.fullmatch(PATH_PATTERN, rel):
+        raise QepValueError(f"{what} {show(rel)} is not a plain relative path (pattern {PATH_PATTERN})")
+    base = root.resolve()
+    path = (base / rel).resolve()
+    if base not in path.parents:
+        raise QepValueError(f"{what} {rel!r} leaves the directory '{root}'")
+    return path
 
 
 def _sha(data: bytes | str) -> str:
@@ -101,6 +218,9 @@ def step_spec(protocol_sections: dict) -> dict:
                             "gradient.estimator = 'symmetric'")
     if "targets" not in data:
         raise QepValueError("missing key 'data.targets' (inline data: inputs per input atom, targets per output)")
+    if not isinstance(data["targets"], list):
+        raise QepValueError(f"'data.targets' must be a list (one list of targets per sample), not "
+                            f"{show(data['targets'])}")
     return {
         "device": dev["name"],
         "model": {"positions_um": dev["positions_um"], "omega": dev["omega"], "phase": dev.get("phase", 0.0),
@@ -138,16 +258,35 @@ def sample_nudges(model: RydbergModel, target, beta: float) -> dict:
 # ---------------------------------------------------------------------------- atomic writing
 @contextmanager
 def atomic_directory(out_dir: str | Path, force: bool = False):
-    """Yield a temporary directory that becomes ``out_dir`` only if the block succeeds."""
+    """Yield a temporary directory that becomes ``out_dir`` only if the block succeeds.
+
+    On any failure, including KeyboardInterrupt and SIGTERM (which the CLI turns into one), the
+    temporary directory and any parent directories created for it are removed. Directories get the
+    permissions of a plain ``mkdir`` (0777 minus the umask), like ``train``'s output directory."""
     out = Path(out_dir).resolve()
+    if out.exists() and not out.is_dir():
+        raise QepValueError(f"output directory '{out}' is an existing file")
     if out.exists() and not force:
         raise QepValueError(f"output directory '{out}' already exists (use --force to replace it)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    created = []
+    for parent in reversed(out.parents):
+        if not parent.exists():
+            try:
+                parent.mkdir()
+            except OSError as exc:
+                _remove_created(created)
+                raise QepValueError(f"cannot create directory '{parent}' ({exc.strerror or exc})") from None
+            created.append(parent)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+    try:
+        tmp.mkdir()
+    except OSError as exc:
+        _remove_created(created)
+        raise QepValueError(f"cannot write into '{out.parent}' ({exc.strerror or exc})") from None
     try:
         yield tmp
         if out.exists():
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
+            old = out.parent / f".{out.name}.old-{os.getpid()}-{secrets.token_hex(4)}"
             os.rename(out, old)
             os.rename(tmp, out)
             shutil.rmtree(old, ignore_errors=True)
@@ -155,7 +294,16 @@ def atomic_directory(out_dir: str | Path, force: bool = False):
             os.rename(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        _remove_created(created)
         raise
+
+
+def _remove_created(created: list[Path]) -> None:
+    for folder in reversed(created):
+        try:
+            folder.rmdir()
+        except OSError:
+            break
 
 
 def _draw(seq: pulser.Sequence, register, folder: Path) -> None:
@@ -179,8 +327,32 @@ def write_bundle(spec: dict, out_dir: str | Path, *, step: int = 0, force: bool 
                  extra_files: dict[str, str] | None = None) -> dict:
     """Build every sequence of one QEP step for ``spec`` and write the bundle atomically."""
     device = load_device(spec["device"])
+    device_spec = spec.get("device_spec", spec["device"] if isinstance(spec["device"], str) else device.name)
     spec = dict(spec, device_object=device)
     model = model_from(spec).validate()
+    _check_ramp(spec["ramp"], device, "ramp")
+    training = spec["training"]
+    check_number(training["beta"], "gradient.beta", low=0, high=limits.MAX_RATE_RAD_PER_US)
+    check_number(training["learning_rate"], "training.learning_rate", low=0, high=limits.MAX_LEARNING_RATE)
+    check_number(training["position_learning_rate"], "device.position_learning_rate", low=0,
+                 high=limits.MAX_LEARNING_RATE)
+    check_number(training["shots"], "gradient.shots", low=limits.MIN_BUNDLE_SHOTS, high=limits.MAX_SHOTS,
+                 integer=True)
+    beta, shots = float(training["beta"]), int(training["shots"])
+    if beta <= 0:
+        raise QepValueError(f"'gradient.beta' must be > 0, not {beta}")
+    inputs, targets = spec["data"]["inputs"], spec["data"]["targets"]
+    for key, rows, (low, high) in (("data.inputs", inputs, (-limits.MAX_RATE_RAD_PER_US, limits.MAX_RATE_RAD_PER_US)),
+                                   ("data.targets", targets, (0.0, 1.0))):
+        if not isinstance(rows, list) or not all(isinstance(row, list) for row in rows):
+            raise QepValueError(f"'{key}' must be a list of lists of numbers, not {show(rows)}")
+        for k, row in enumerate(rows):
+            for i, value in enumerate(row):
+                check_number(value, f"{key}[{k}][{i}]", low=low, high=high)
+    if len(inputs) != len(targets):
+        raise QepValueError(f"'data.inputs' has {len(inputs)} samples but 'data.targets' has {len(targets)}")
+    if not 1 <= len(targets) <= limits.MAX_SAMPLES:
+        raise QepValueError(f"a bundle holds 1 to {limits.MAX_SAMPLES} samples, not {len(targets)} ('data.targets')")
     ramp = RampSpec(duration_ns=int(spec["ramp"]["duration_ns"]), start_detuning=spec["ramp"]["start_detuning"],
                     shape=spec["ramp"]["shape"])
     use_layout = spec.get("layout")
@@ -189,11 +361,6 @@ def write_bundle(spec: dict, out_dir: str | Path, *, step: int = 0, force: bool 
     register = model.register()
     if use_layout:
         register, layout_seconds = model.register_with_layout()
-    training = spec["training"]
-    beta, shots = float(training["beta"]), int(training["shots"])
-    inputs, targets = spec["data"]["inputs"], spec["data"]["targets"]
-    if len(inputs) != len(targets):
-        raise QepValueError(f"'data.inputs' has {len(inputs)} samples but 'data.targets' has {len(targets)}")
     h = model.hamiltonian()
     theta = model.theta()
     table, coef = h.derivative_map
@@ -230,7 +397,7 @@ def write_bundle(spec: dict, out_dir: str | Path, *, step: int = 0, force: bool 
     texts["device.json"] = device_json(device)
     manifest = {
         "format": FORMAT, "version": VERSION, "step": int(step),
-        "device": {"name": device.name, "file": "device.json", "spec": spec["device"]},
+        "device": {"name": device.name, "file": "device.json", "spec": str(device_spec)},
         "register": {"qubit_ids": list(model.qubit_ids), "positions_um": model.positions_um.tolist(),
                      "layout": use_layout, "layout_seconds": layout_seconds},
         "model": {"omega": model.omega, "phase": model.phase, "detunings": model.detunings.tolist(),
@@ -261,9 +428,28 @@ def write_bundle(spec: dict, out_dir: str | Path, *, step: int = 0, force: bool 
         manifest["files"] = {str(p.relative_to(tmp)): _sha(p.read_bytes()) for p in sorted(tmp.rglob("*"))
                              if p.is_file()}
         manifest["checksum"] = _sha(_canonical(manifest))
-        jsonschema.validate(manifest, MANIFEST_SCHEMA)
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+        _validate_schema(manifest, "the bundle to write")
+        (tmp / "manifest.json").write_text(_dumps(manifest, indent=1), encoding="utf-8")
     return manifest
+
+
+def _validate_schema(manifest, where: str) -> None:
+    try:
+        jsonschema.validate(manifest, MANIFEST_SCHEMA)
+    except jsonschema.ValidationError as exc:
+        field = "/".join(map(str, exc.absolute_path)) or "<root>"
+        message = " ".join(exc.message.split())
+        raise QepValueError(f"{where}: manifest field '{field}' is invalid: "
+                            f"{message if len(message) <= 200 else message[:197] + '...'}") from None
+
+
+def _check_ramp(ramp: dict, device, where: str) -> None:
+    """The ramp's duration within the project-wide limit and the device's own."""
+    check_number(ramp.get("duration_ns"), f"{where}.duration_ns", low=1, high=limits.MAX_DURATION_NS, integer=True)
+    longest = device.max_sequence_duration
+    if longest is not None and ramp["duration_ns"] > longest:
+        raise QepValueError(f"'{where}.duration_ns' = {ramp['duration_ns']} ns exceeds {device.name}'s "
+                            f"max_sequence_duration of {longest} ns")
 
 
 def export_protocol(protocol_path: str | Path, out_dir: str | Path, *, force: bool = False,
@@ -278,29 +464,30 @@ def export_protocol(protocol_path: str | Path, out_dir: str | Path, *, force: bo
 
 # ---------------------------------------------------------------------------- reading and update
 def read_bundle(bundle_dir: str | Path, *, expected_device: str | None = None) -> dict:
-    """Load and check a bundle: schema, version, checksum, file hashes, device identity."""
+    """Load and check an (untrusted) bundle: schema and bounds, version, checksum, confined paths, file
+    hashes, device identity and limits, and the agreement of parameters, data and sequences."""
     root = Path(bundle_dir)
     path = root / "manifest.json"
     if not path.is_file():
         raise QepValueError(f"'{root}' is not a bundle: no manifest.json")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise QepValueError(f"{path}: not valid JSON ({exc})") from None
+    manifest = load_json_file(path, "manifest", limits.MAX_MANIFEST_BYTES)
     if isinstance(manifest, dict) and manifest.get("version") not in (None, VERSION):
-        raise QepValueError(f"{path}: bundle version {manifest.get('version')!r}, this code reads {VERSION}")
-    try:
-        jsonschema.validate(manifest, MANIFEST_SCHEMA)
-    except jsonschema.ValidationError as exc:
-        where = "/".join(map(str, exc.absolute_path)) or "<root>"
-        raise QepValueError(f"{path}: manifest field '{where}' is invalid: {exc.message}") from None
+        raise QepValueError(f"{path}: bundle version {show(manifest.get('version'))}, this code reads {VERSION}")
+    _validate_schema(manifest, str(path))
     if _sha(_canonical(manifest)) != manifest["checksum"]:
         raise QepValueError(f"{path}: checksum mismatch — the manifest was modified after export")
-    for rel, digest in manifest["files"].items():
-        f = root / rel
+    files = manifest["files"]
+    for rel, digest in files.items():
+        f = confined(root, rel, f"{path}: file")
         if not f.is_file() or _sha(f.read_bytes()) != digest:
             raise QepValueError(f"{root}: file '{rel}' is missing or modified (sha256 mismatch)")
-    device = load_device(str(root / manifest["device"]["file"]))
+    _check_sequences(manifest, path)
+    device_file = confined(root, manifest["device"]["file"], f"{path}: device file")
+    if manifest["device"]["file"] not in files:
+        raise QepValueError(f"{path}: device file {manifest['device']['file']!r} is not among the hashed files")
+    device = load_device(str(device_file))
+    if _sha(device_file.read_bytes()) != files[manifest["device"]["file"]]:
+        raise QepValueError(f"{root}: file 'device.json' changed while it was read")
     if device.name != manifest["device"]["name"]:
         raise QepValueError(f"{path}: device.json is {device.name!r} but the manifest names "
                             f"{manifest['device']['name']!r}")
@@ -310,32 +497,109 @@ def read_bundle(bundle_dir: str | Path, *, expected_device: str | None = None) -
             raise QepValueError(f"bundle '{root}' is for device {device.name!r}, not {expected.name!r}")
     manifest["_device_object"] = device
     try:
-        model = model_from(spec_from_manifest(manifest))
+        model = model_from(spec_from_manifest(manifest)).validate()
+        _check_ramp(manifest["ramp"], device, "ramp")
         names = list(model.hamiltonian().parameter_names)
+        theta = model.theta()
     except QepValueError as exc:
         raise QepValueError(f"{path}: the manifest's model is invalid: {exc}") from None
     except (TypeError, ValueError, KeyError) as exc:
         raise QepValueError(f"{path}: the manifest's model is invalid: {exc!r}") from None
     if names != manifest["parameters"]["names"]:
-        raise QepValueError(f"{path}: parameter names {manifest['parameters']['names']} do not match the model's "
-                            f"{names}")
+        raise QepValueError(f"{path}: parameter names {show(manifest['parameters']['names'])} do not match the "
+                            f"model's {show(names)}")
+    values = np.asarray(manifest["parameters"]["values"], dtype=float)
+    if values.shape != theta.shape or not np.allclose(values, theta, rtol=1e-9, atol=1e-9):
+        raise QepValueError(f"{path}: 'parameters.values' do not match the model's positions and detunings")
+    if len(manifest["register"]["qubit_ids"]) != model.n_atoms:
+        raise QepValueError(f"{path}: 'register.qubit_ids' has {len(manifest['register']['qubit_ids'])} atoms, "
+                            f"the positions {model.n_atoms}")
     return manifest
 
 
+def _check_sequences(manifest: dict, path: Path) -> None:
+    """Sequences, data and training agree: three phases per sample, ids unique, files hashed, ±β, shots."""
+    training, data = manifest["training"], manifest["data"]
+    n_samples = len(data["targets"])
+    if len(data["inputs"]) != n_samples:
+        raise QepValueError(f"{path}: 'data.inputs' has {len(data['inputs'])} samples but 'data.targets' "
+                            f"has {n_samples}")
+    sign = {"free": 0.0, "plus": 1.0, "minus": -1.0}
+    seen, phases = set(), set()
+    for i, entry in enumerate(manifest["sequences"]):
+        where = f"{path}: 'sequences[{i}]'"
+        if entry["id"] in seen:
+            raise QepValueError(f"{where}: id {entry['id']!r} appears twice")
+        seen.add(entry["id"])
+        if entry["file"] != f"sequences/{entry['id']}.json" or entry["file"] not in manifest["files"]:
+            raise QepValueError(f"{where}: file {entry['file']!r} must be 'sequences/{entry['id']}.json' and "
+                                "among the hashed files")
+        if entry["sample"] >= n_samples or (entry["sample"], entry["phase"]) in phases:
+            raise QepValueError(f"{where}: sample {entry['sample']} phase {entry['phase']!r} is out of range or "
+                                f"repeated ({n_samples} samples)")
+        phases.add((entry["sample"], entry["phase"]))
+        if entry["beta"] != sign[entry["phase"]] * training["beta"]:
+            raise QepValueError(f"{where}: 'beta' = {entry['beta']} but the {entry['phase']} phase needs "
+                                f"{sign[entry['phase']] * training['beta']} (training.beta)")
+        if entry["shots"] != training["shots"]:
+            raise QepValueError(f"{where}: 'shots' = {entry['shots']} differs from training.shots = "
+                                f"{training['shots']}")
+        if "target" in entry and list(entry["target"]) != list(data["targets"][entry["sample"]]):
+            raise QepValueError(f"{where}: 'target' differs from data.targets[{entry['sample']}]")
+    if len(phases) != 3 * n_samples:
+        raise QepValueError(f"{path}: 'sequences' must hold the free, plus and minus phases of each of the "
+                            f"{n_samples} samples, not {len(phases)} sequences")
+
+
+def read_verified(bundle_dir: str | Path, manifest: dict, rel: str) -> bytes:
+    """The bytes of one of the bundle's hashed files, hashed again as read (no unverified file is used)."""
+    root = Path(bundle_dir)
+    if rel not in manifest["files"]:
+        raise QepValueError(f"{root}: file {rel!r} is not among the bundle's hashed files")
+    data = confined(root, rel, f"{root}: file").read_bytes()
+    if _sha(data) != manifest["files"][rel]:
+        raise QepValueError(f"{root}: file '{rel}' is modified (sha256 mismatch)")
+    return data
+
+
 def read_counts(manifest: dict, counts_dir: str | Path) -> dict[str, np.ndarray]:
-    """Bits (shots × atoms) for every sequence of the bundle; errors name the file at fault."""
+    """Bits (shots × atoms) for every sequence of the bundle; errors name the file at fault.
+
+    Each ``<id>.json`` must be an object {bitstring: count} with bitstrings of the register's length
+    over '0'/'1', integer counts ≥ 0 (booleans and floats refused) and a total in
+    [⌈SHOT_TOLERANCE·shots⌉, shots] of the manifest's shots for that sequence."""
+    import re
+
     n = len(manifest["register"]["qubit_ids"])
+    root = Path(counts_dir)
+    if not root.is_dir():
+        raise QepValueError(f"counts directory '{root}' does not exist or is not a directory")
+    key_pattern = re.compile(f"[01]{{{n}}}")
     out = {}
     for entry in manifest["sequences"]:
-        f = Path(counts_dir) / f"{entry['id']}.json"
+        f = confined(root, f"{entry['id']}.json", "counts file")
         if not f.is_file():
-            raise QepValueError(f"counts file '{f}' is missing (one per sequence id)")
-        try:
-            counts = json.loads(f.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise QepValueError(f"counts file '{f}': not valid JSON ({exc})") from None
+            raise QepValueError(f"counts file '{root / (entry['id'] + '.json')}' is missing (one per sequence id)")
+        counts = load_json_file(f, "counts file", limits.MAX_COUNTS_BYTES)
         if not isinstance(counts, dict):
-            raise QepValueError(f"counts file '{f}' must be a JSON object {{bitstring: count}}")
+            raise QepValueError(f"counts file '{f}' must be a JSON object {{bitstring: count}}, not "
+                                f"{type(counts).__name__}")
+        shots = entry["shots"]
+        total = 0
+        for key, count in counts.items():
+            if not key_pattern.fullmatch(key):
+                problem = (f"has length {len(key)}, expected {n}" if len(key) != n and set(key) <= {"0", "1"}
+                           else f"must be {n} characters '0'/'1'")
+                raise QepValueError(f"counts file '{f}': bitstring {show(key)} {problem} (one per atom of this "
+                                    "bundle)")
+            if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= shots:
+                raise QepValueError(f"counts file '{f}': count for {key!r} must be an integer in [0, {shots}], "
+                                    f"not {show(count)}")
+            total += count
+        low = math.ceil(limits.SHOT_TOLERANCE * shots)
+        if not low <= total <= shots:
+            raise QepValueError(f"counts file '{f}': {total} shots in total, the manifest asks for {shots} "
+                                f"(accepted: {low} to {shots})")
         try:
             out[entry["id"]] = counts_to_bits(counts, n)
         except QepValueError as exc:
@@ -344,7 +608,8 @@ def read_counts(manifest: dict, counts_dir: str | Path) -> dict[str, np.ndarray]
 
 
 def spec_from_manifest(manifest: dict) -> dict:
-    return {"device": manifest["device"]["spec"], "device_object": manifest["_device_object"],
+    return {"device": manifest["device"].get("spec", manifest["device"]["name"]),
+            "device_object": manifest["_device_object"],
             "model": dict(manifest["model"], positions_um=manifest["register"]["positions_um"]),
             "ramp": dict(manifest["ramp"]), "layout": manifest["register"]["layout"],
             "data": dict(manifest["data"]), "training": dict(manifest["training"])}
@@ -405,6 +670,10 @@ def update_bundle(bundle_dir: str | Path, counts_dir: str | Path, out_dir: str |
             raise QepValueError(f"readout mitigation: device {manifest['device']['name']!r} has no SPAM noise model")
         readout = ReadoutError(p_false_pos=float(nm.p_false_pos), p_false_neg=float(nm.p_false_neg))
     result = gradient_from_bits(manifest, bits, readout)
+    for key in ("gradient", "stderr"):
+        bad = [name for name, v in zip(result["names"], result[key], strict=True) if not np.isfinite(v)]
+        if bad:
+            raise QepValueError(f"the {key} is not finite for {bad} (too few shots?); nothing written")
     spec = spec_from_manifest(manifest)
     model = model_from(spec)
     training = manifest["training"]
@@ -420,35 +689,55 @@ def update_bundle(bundle_dir: str | Path, counts_dir: str | Path, out_dir: str |
               "readout_mitigation": None if readout is None else [readout.p_false_pos, readout.p_false_neg],
               "positions_um": new_model.positions_um.tolist(), "detunings": new_model.detunings.tolist(),
               "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    spec.pop("device_object")
+    # the next bundle's device is the verified device.json, never a name or path read from the manifest
+    spec["device"] = spec.pop("device_object")
+    spec["device_spec"] = manifest["device"].get("spec", manifest["device"]["name"])
     write_bundle(spec, out, step=step, force=force, drawings=drawings,
-                 extra_files={"gradient.json": json.dumps(report, indent=1)})
+                 extra_files={"gradient.json": _dumps(report, indent=1)})
     return dict(report, out_dir=str(out))
 
 
 # ---------------------------------------------------------------------------- emulated lab
 def simulate_counts(bundle_dir: str | Path, counts_dir: str | Path, *, seed: int = 0, shots: int | None = None,
-                    noise_model=None, n_trajectories: int | None = None) -> None:
+                    noise_model=None, n_trajectories: int | None = None, force: bool = False) -> None:
     """Play the lab: run every bundle sequence (loaded from its JSON) in pulser-simulation and write
     counts sampled from the final state with a seeded Generator (atomic write). A noise model's SPAM
-    readout flips (p_false_pos, p_false_neg) are applied to the sampled bits, as a detector would."""
+    readout flips (p_false_pos, p_false_neg) are applied to the sampled bits, as a detector would.
+
+    ``shots`` (default: the manifest's) must lie where ``update`` accepts it: in
+    [⌈SHOT_TOLERANCE·shots⌉, shots] of the manifest; the register may have at most MAX_EMULATED_ATOMS atoms."""
     from qep_analog.equilibrium.adiabatic import emulate_pulser
     from qep_analog.measurement.sampling import ReadoutError, bits_to_counts
 
+    check_number(seed, "seed", low=0, high=limits.MAX_SEED, integer=True)
+    if shots is not None:
+        check_number(shots, "shots", low=1, high=limits.MAX_SHOTS, integer=True)
+    if n_trajectories is not None:
+        check_number(n_trajectories, "trajectories", low=1, high=limits.MAX_TRAJECTORIES, integer=True)
     readout = None
     if noise_model is not None and "SPAM" in noise_model.noise_types:
         readout = ReadoutError(p_false_pos=float(noise_model.p_false_pos), p_false_neg=float(noise_model.p_false_neg))
 
     manifest = read_bundle(bundle_dir)
-    rng = np.random.default_rng(seed)
     n = len(manifest["register"]["qubit_ids"])
-    with atomic_directory(counts_dir) as tmp:
+    if n > limits.MAX_EMULATED_ATOMS:
+        raise QepValueError(f"lab-counts emulates the full state vector: at most {limits.MAX_EMULATED_ATOMS} atoms, "
+                            f"this bundle has {n}")
+    if shots is not None:
         for entry in manifest["sequences"]:
-            seq = pulser.Sequence.from_abstract_repr((Path(bundle_dir) / entry["file"]).read_text())
+            low = math.ceil(limits.SHOT_TOLERANCE * entry["shots"])
+            if not low <= shots <= entry["shots"]:
+                raise QepValueError(f"'--shots' = {shots}: update accepts {low} to {entry['shots']} shots for "
+                                    f"sequence {entry['id']!r} (the manifest's shots, less up to 10 % lost)")
+    rng = np.random.default_rng(seed)
+    with atomic_directory(counts_dir, force=force) as tmp:
+        for entry in manifest["sequences"]:
+            text = read_verified(bundle_dir, manifest, entry["file"]).decode("utf-8")
+            seq = pulser.Sequence.from_abstract_repr(text)
             state = emulate_pulser(seq, noise_model=noise_model, n_trajectories=n_trajectories)
             probs = np.abs(state) ** 2 if state.ndim == 1 else np.clip(np.real(np.diag(state)), 0, None)
             hits = rng.multinomial(shots or entry["shots"], probs / probs.sum())
             counts = {format(i, f"0{n}b"): int(c) for i, c in enumerate(hits) if c}
             if readout is not None:
                 counts = bits_to_counts(readout.apply(counts_to_bits(counts, n), rng))
-            (tmp / f"{entry['id']}.json").write_text(json.dumps(counts), encoding="utf-8")
+            confined(tmp, f"{entry['id']}.json", "counts file").write_text(_dumps(counts), encoding="utf-8")
