@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from qep_analog.errors import QepValueError
 
@@ -11,10 +12,11 @@ from qep_analog.errors import QepValueError
 def _devices(args) -> int:
     from qep_analog.device.devices import list_devices
 
-    rows = list_devices()
+    problems: list[str] = []
+    rows = list_devices(problems)
     if args.json:
         print(json.dumps(rows, indent=1))
-        return 0
+        return _report(problems)
     print(f"{'device':24} {'C6 rad/µs·µm⁶':>14} {'dmin µm':>8} {'atoms':>6} {'R µm':>6} {'Ω max':>7} "
           f"{'|δ| max':>8} {'T max ns':>9} {'DMM bottom':>11} {'DMM min avg':>11}  source")
     for r in rows:
@@ -29,7 +31,14 @@ def _devices(args) -> int:
               f"{f(r['max_sequence_duration_ns'], '{}'):>9} "
               f"{f(dmm.get('bottom_detuning_rad_per_us')) if dmm else 'no DMM':>11} "
               f"{f(dmm.get('min_avg_abs_detuning_rad_per_us')) if dmm else '':>11}  {r['source']}")
-    return 0
+    return _report(problems)
+
+
+def _report(problems: list[str]) -> int:
+    """The good devices are listed; each unreadable device file is one line on stderr, and exit code 2."""
+    for problem in problems:
+        print(f"qep-analog: error: {' '.join(problem.split())}", file=sys.stderr)
+    return 2 if problems else 0
 
 
 def _export(args) -> int:
@@ -55,8 +64,14 @@ def _update(args) -> int:
 
 
 def _lab_counts(args) -> int:
+    from qep_analog.device import limits
     from qep_analog.device.bundle import simulate_counts
 
+    limits.check_number(args.seed, "--seed", low=0, high=limits.MAX_SEED, integer=True)
+    if args.shots is not None:
+        limits.check_number(args.shots, "--shots", low=1, high=limits.MAX_SHOTS, integer=True)
+    if args.trajectories is not None:
+        limits.check_number(args.trajectories, "--trajectories", low=1, high=limits.MAX_TRAJECTORIES, integer=True)
     noise = None
     if args.device_noise:
         from qep_analog.device.bundle import read_bundle
@@ -65,7 +80,7 @@ def _lab_counts(args) -> int:
         if noise is None:
             raise QepValueError("--device-noise: the bundle's device has no noise model")
     simulate_counts(args.bundle, args.counts_dir, seed=args.seed, shots=args.shots, noise_model=noise,
-                    n_trajectories=args.trajectories)
+                    n_trajectories=args.trajectories, force=args.force)
     print(f"wrote emulated counts to {args.counts_dir}")
     return 0
 
@@ -100,8 +115,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("lab-counts", help="emulate the lab: counts for a bundle from pulser-simulation")
     p.add_argument("bundle")
     p.add_argument("counts_dir")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--shots", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0, help="sampling seed, 0 to 2^63 - 1")
+    p.add_argument("--shots", type=int, default=None,
+                   help="shots per sequence (default: the manifest's; update accepts 90-100 %% of them)")
     p.add_argument("--device-noise", action="store_true", help="emulate with the device's own noise model")
-    p.add_argument("--trajectories", type=int, default=None, help="noise trajectories (shot-to-shot noise)")
+    p.add_argument("--trajectories", type=int, default=None,
+                   help="noise trajectories (shot-to-shot noise), 1 to 10,000")
+    p.add_argument("--force", action="store_true", help="replace COUNTS_DIR if it exists")
     p.set_defaults(func=_lab_counts)

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from dataclasses import replace
 
 import numpy as np
 
+from qep_analog.device.limits import check_number
+from qep_analog.errors import QepValueError
 from qep_analog.learning.gradient import ESTIMATORS, estimate_gradient
 from qep_analog.learning.objectives import NUDGES
 from qep_analog.protocol import build_backend, build_data, build_gradient_config, build_model, load_protocol
@@ -21,25 +25,74 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--shots", type=int, default=None, help="shots per (phase, setting); omit for exact")
     p.add_argument("--measurement", choices=("grouped", "gaussian"), default=None)
     p.add_argument("--samples", type=int, default=None, help="batch size (default: the protocol's)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed, 0 to 2^63 - 1")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run_gradient)
 
 
+# Upper bounds checked before anything is built (README, "Bad input"): a β beyond MAX_BETA overflows
+# the nudged Hamiltonian's spectrum; shots and samples beyond these allocate more than a laptop has.
+MAX_BETA = 1e3
+MAX_SHOTS = 1_000_000
+MAX_SAMPLES = 100_000
+MAX_SEED = 2**63 - 1
+
+
+def _check_arguments(args: argparse.Namespace) -> None:
+    check_number(args.seed, "--seed", low=0, high=MAX_SEED, integer=True)
+    if args.beta is not None:
+        check_number(args.beta, "--beta", low=0, high=MAX_BETA)
+        if args.beta <= 0:
+            raise QepValueError(f"'--beta' must be > 0, not {args.beta!r}")
+    if args.shots is not None:
+        check_number(args.shots, "--shots", low=1, high=MAX_SHOTS, integer=True)
+    if args.samples is not None:
+        check_number(args.samples, "--samples", low=1, high=MAX_SAMPLES, integer=True)
+
+
+def _check_config(config, args: argparse.Namespace, protocol) -> tuple[object, str | None]:
+    """Bounds of the resolved configuration; ``--shots`` with the exact estimator is refused, and
+    shots set by the protocol are dropped with a note when ``--estimator exact`` is asked for."""
+    source = protocol.source
+    if args.beta is None:
+        check_number(config.beta, f"gradient.beta in {source}", low=0, high=MAX_BETA)
+    if args.shots is None and config.shots is not None:
+        check_number(config.shots, f"gradient.shots in {source}", low=1, high=MAX_SHOTS, integer=True)
+    if config.estimator == "exact" and config.shots is not None:
+        if args.shots is not None:
+            raise QepValueError("'--shots' has no effect with the exact estimator (it computes the exact gradient "
+                                "without measurement); drop --shots or choose another --estimator")
+        if args.estimator is None:
+            raise QepValueError(f"{source}: 'gradient.shots' has no effect with gradient.estimator = 'exact'")
+        return replace(config, shots=None), (f"note: --estimator exact ignores gradient.shots = {config.shots} "
+                                             f"of {source}")
+    return config, None
+
+
 def run_gradient(args: argparse.Namespace) -> int:
+    _check_arguments(args)
     protocol = load_protocol(args.protocol)
     h = build_model(protocol)
     data = build_data(protocol, h)
     config = build_gradient_config(protocol, estimator=args.estimator, nudge=args.nudge, beta=args.beta,
                                    shots=args.shots, measurement=args.measurement)
+    config, note = _check_config(config, args, protocol)
     backend = build_backend(protocol)
     training = protocol.section("training")
     rng = np.random.default_rng(args.seed)
     theta0 = training.get("theta0")
     theta = (h.theta_vector(theta0) if theta0 is not None
              else training.get("init_scale", 0.1) * rng.standard_normal(len(h.parameter_names)))
-    n = args.samples or training.get("batch_size", 10)
-    batch = rng.choice(len(data.targets), size=min(n, len(data.targets)), replace=False)
+    n = args.samples if args.samples is not None else training.get("batch_size", 10)
+    key = "--samples" if args.samples is not None else f"training.batch_size in {protocol.source}"
+    check_number(n, key, low=1, high=MAX_SAMPLES, integer=True)
+    if args.samples is not None and n > len(data.targets):
+        raise QepValueError(f"'--samples' = {n} exceeds the {len(data.targets)} training samples of "
+                            f"{protocol.source}")
+    n = min(n, len(data.targets))  # the protocol's batch size, as training uses it
+    if note:
+        print(f"qep-analog: {note}", file=sys.stderr)
+    batch = rng.choice(len(data.targets), size=n, replace=False)
     est = estimate_gradient(h, backend, theta, None if data.inputs is None else data.inputs[batch],
                             data.targets[batch], config, seed=args.seed)
     result = est.to_dict()
@@ -49,7 +102,11 @@ def run_gradient(args: argparse.Namespace) -> int:
     result["shots"] = config.shots
     result["measurement"] = config.measurement if config.shots is not None else "exact-expectations"
     if args.json:
-        print(json.dumps(result, indent=2, default=float))
+        try:
+            text = json.dumps(result, indent=2, default=float, allow_nan=False)
+        except ValueError as exc:
+            raise QepValueError(f"the gradient result holds non-finite numbers; not printed as JSON ({exc})") from None
+        print(text)
         return 0
     print(f"objective: {est.objective}   estimator: {est.estimator}   nudge: {est.nudge}   beta: {est.beta:g}")
     print(f"settings per nudged phase: {est.settings}   state preparations: {est.preparations}   "
