@@ -55,6 +55,7 @@ class RampSpec:
     nudge: Literal["simultaneous", "after-preparation"] = "simultaneous"
     nudge_ramp_ns: int = 1000
     hold_ns: int = 0
+    nudge_delay_ns: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.duration_ns, (int, np.integer)) or self.duration_ns < 16:
@@ -76,7 +77,7 @@ class RampSpec:
                 )
         if self.nudge not in NUDGE_MODES:
             raise QepValueError(f"'nudge' must be one of {NUDGE_MODES}, not {self.nudge!r}")
-        for key in ("nudge_ramp_ns", "hold_ns"):
+        for key in ("nudge_ramp_ns", "hold_ns", "nudge_delay_ns"):
             value = getattr(self, key)
             if not isinstance(value, (int, np.integer)) or value < 0:
                 raise QepValueError(f"'{key}' must be an integer ≥ 0 ns, not {value!r}")
@@ -84,6 +85,9 @@ class RampSpec:
             if self.nudge_switch != "ramped":
                 raise QepValueError("'nudge_switch' is a simultaneous-nudge option; with nudge = "
                                     f"'after-preparation' leave it 'ramped', not {self.nudge_switch!r}")
+            if self.nudge_delay_ns > self.hold_ns:
+                raise QepValueError(f"'nudge_delay_ns' = {self.nudge_delay_ns} must not exceed 'hold_ns' = "
+                                    f"{self.hold_ns} (the delay is taken from the hold)")
             if self.nudge_ramp_ns < 16:
                 raise QepValueError(f"'nudge_ramp_ns' must be ≥ 16 ns, not {self.nudge_ramp_ns}")
             if self.preparation_ns < 16:
@@ -115,10 +119,11 @@ class RampSpec:
 
     def nudge_samples(self) -> np.ndarray:
         """r at every ns sample of the whole sequence for an after-preparation nudge: 0 during the
-        preparation, ½(1 − cos) over the nudge ramp, 1 during the hold."""
+        preparation and ``nudge_delay_ns``, ½(1 − cos) over the nudge ramp, 1 for the rest of the hold."""
         x = np.linspace(0.0, 1.0, int(self.nudge_ramp_ns))
-        return np.concatenate([np.zeros(self.preparation_ns), 0.5 * (1.0 - np.cos(np.pi * x)),
-                               np.ones(int(self.hold_ns))])
+        delay = int(self.nudge_delay_ns)
+        return np.concatenate([np.zeros(self.preparation_ns + delay), 0.5 * (1.0 - np.cos(np.pi * x)),
+                               np.ones(int(self.hold_ns) - delay)])
 
 
 def check_duration(device, duration_ns: int) -> None:

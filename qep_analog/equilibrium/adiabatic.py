@@ -23,6 +23,7 @@ sequence and its DMM plan.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 
 import numpy as np
@@ -39,6 +40,8 @@ from qep_analog.models.hamiltonian import Hamiltonian
 from qep_analog.models.pauli import PauliSum
 
 EMULATORS = ("pulser", "krylov", "subspace")
+DEPHASE = ("none", "hold-pair")
+QUALITY_CHECKS = ("none", "second-ramp")
 
 
 def nudge_to_detunings(nudge: PauliSum | None, n_atoms: int) -> np.ndarray:
@@ -90,6 +93,8 @@ class AdiabaticBackend:
                  shape: str = "cosine", nudge_switch: str | float = "ramped", emulator: str = "pulser",
                  schedule: str | None = None, schedule_boundary: float = 0.3, schedule_points: int = 41,
                  nudge: str = "simultaneous", nudge_ramp_ns: int = 1000, hold_ns: int = 0,
+                 dephase: str = "none", quality_check: str = "none", quality_ramp_fraction: float = 0.75,
+                 quality_threshold: float | None = None,
                  noise_model=None, n_trajectories: int | None = None, with_modulation: bool = False,
                  atol: float = 1e-10, rtol: float = 1e-8, nsteps: int = 200_000,
                  compare_exact: bool = True, coupling_rtol: float = 1e-6,
@@ -105,6 +110,21 @@ class AdiabaticBackend:
             raise QepValueError(f"'schedule_boundary' must be in (0, 1], not {schedule_boundary}")
         if int(schedule_points) < 3:
             raise QepValueError(f"'schedule_points' must be ≥ 3, not {schedule_points}")
+        if dephase not in DEPHASE:
+            raise QepValueError(f"'dephase' must be one of {DEPHASE}, not {dephase!r}")
+        if dephase != "none" and nudge != "after-preparation":
+            raise QepValueError(f"'dephase' = {dephase!r} needs nudge = 'after-preparation', not {nudge!r}")
+        if quality_check not in QUALITY_CHECKS:
+            raise QepValueError(f"'quality_check' must be one of {QUALITY_CHECKS}, not {quality_check!r}")
+        if not 0 < quality_ramp_fraction < 1:
+            raise QepValueError(f"'quality_ramp_fraction' must be in (0, 1), not {quality_ramp_fraction}")
+        if quality_threshold is not None and not 0 < quality_threshold <= 1:
+            raise QepValueError(f"'quality_threshold' must be in (0, 1] or None, not {quality_threshold}")
+        self.dephase = dephase
+        self.quality_check = quality_check
+        self.quality_ramp_fraction = float(quality_ramp_fraction)
+        self.quality_threshold = None if quality_threshold is None else float(quality_threshold)
+        self._quality: dict = {}
         self.model = model
         self.schedule = schedule
         self.schedule_boundary = float(schedule_boundary)
@@ -152,8 +172,21 @@ class AdiabaticBackend:
     def with_model(self, model: RydbergModel) -> AdiabaticBackend:
         new = object.__new__(AdiabaticBackend)
         new.__dict__.update(self.__dict__)
-        new.model, new._model_h, new._profiles = model, model.hamiltonian(), {}
+        new.model, new._model_h, new._profiles, new._quality = model, model.hamiltonian(), {}, {}
         return new
+
+    @staticmethod
+    def _controls_key(controls: dict) -> str:
+        return hashlib.sha256(np.concatenate([np.ravel(controls["positions_um"]), np.ravel(controls["detunings"]),
+                                              [controls["omega"], controls["phase"]]]).tobytes()).hexdigest()
+
+    def _spectrum(self, controls: dict):
+        key = self._controls_key(controls)
+        if key not in self._profiles:
+            if len(self._profiles) > 256:
+                self._profiles.clear()
+            self._profiles[key] = self.path_spectrum(controls)
+        return self._profiles[key]
 
     def path_spectrum(self, controls: dict):
         """Spectrum of the free preparation path to ``controls`` (see :func:`schedules.path_spectrum`)."""
@@ -170,22 +203,80 @@ class AdiabaticBackend:
         sequences of the same (θ, x), so that they differ only by the nudge (cached per controls)."""
         if self.schedule != "local-adiabatic":
             return None
-        key = hashlib.sha256(np.concatenate([np.ravel(controls["positions_um"]), np.ravel(controls["detunings"]),
-                                             [controls["omega"], controls["phase"]]]).tobytes()).hexdigest()
-        if key not in self._profiles:
-            if len(self._profiles) > 256:
-                self._profiles.clear()
-            spectrum = self.path_spectrum(controls)
-            self._profiles[key] = schedule_samples("local-adiabatic", self.ramp.preparation_ns, spectrum=spectrum,
-                                                   boundary=self.schedule_boundary)
-        return self._profiles[key]
+        return self.profile_for(controls, self.ramp.preparation_ns)
 
-    def sequence(self, theta, x=None, nudge: PauliSum | None = None, *, register=None):
-        """(pulser Sequence, DetuningPlan) preparing H(θ, x) + nudge."""
+    def profile_for(self, controls: dict, n_samples: int) -> np.ndarray:
+        return schedule_samples("local-adiabatic", n_samples, spectrum=self._spectrum(controls),
+                                boundary=self.schedule_boundary)
+
+    def dephasing_delay_ns(self, controls: dict) -> int:
+        """Delay of the second sequence of a "hold-pair": π/ω rounded to the 4 ns clock, ω the gap of the
+        free target to the lowest level the ramp couples to (capped at ``hold_ns``)."""
+        omega_end = float(self._spectrum(controls).coupled_gap[-1])
+        delay = int(4 * round(1000.0 * np.pi / omega_end / 4)) if np.isfinite(omega_end) else 0
+        return min(max(delay, 0), int(self.ramp.hold_ns))
+
+    def sequence(self, theta, x=None, nudge: PauliSum | None = None, *, register=None, ramp: RampSpec | None = None):
+        """(pulser Sequence, DetuningPlan) preparing H(θ, x) + nudge (with ``ramp``, default this backend's)."""
+        ramp = self.ramp if ramp is None else ramp
         controls = self.model.controls(theta, x, coupling_rtol=self.coupling_rtol)
         change = nudge_to_detunings(nudge, self.model.n_atoms)
-        return model_sequence(self.model, controls, self.ramp, nudge_detunings=change, register=register,
-                              profile=self.profile(controls))
+        profile = None
+        if self.schedule == "local-adiabatic":
+            profile = self.profile_for(controls, ramp.preparation_ns)
+        return model_sequence(self.model, controls, ramp, nudge_detunings=change, register=register, profile=profile)
+
+    def _prepared_state(self, theta, x, nudge) -> tuple[np.ndarray, object, object, dict]:
+        """Final state (vector, or the density matrix of a hold-pair mixture), sequence, plan, extra info."""
+        seq, plan = self.sequence(theta, x, nudge)
+        state = self.run_sequence(seq)
+        if self.dephase == "none" or nudge is None or not np.any(nudge_to_detunings(nudge, self.model.n_atoms)):
+            return state, seq, plan, {}
+        controls = self.model.controls(theta, x, coupling_rtol=self.coupling_rtol)
+        delay = self.dephasing_delay_ns(controls)
+        other, _ = self.sequence(theta, x, nudge, ramp=dataclasses.replace(self.ramp, nudge_delay_ns=delay))
+        second = self.run_sequence(other)
+        rho = [st if st.ndim == 2 else np.outer(st, st.conj()) for st in (state, second)]
+        return 0.5 * (rho[0] + rho[1]), seq, plan, dict(dephasing_delay_ns=delay, second_sequence=other)
+
+    def preparation_quality(self, hamiltonian: Hamiltonian, theta, x, state: np.ndarray) -> dict:
+        """Estimates of the free preparation's quality that need no exact ground state.
+
+        * ``second_ramp_distance``: total-variation distance between the Z-basis bitstring distributions
+          of this preparation and of one with the preparation shortened to ``quality_ramp_fraction``
+          (measurable from the same kind of shots; ≈ 0 when both are adiabatic);
+        * ``output_shift``: max |Δ⟨O_ℓ⟩| of the outputs between the two;
+        * ``energy_variance`` ⟨H²⟩ − ⟨H⟩² (rad²/µs²; on hardware it needs X/Y-basis settings besides Z)
+          and ``variance_infidelity`` = Var H / g², g the free target's coupled gap (a two-level estimate
+          of 1 − F).
+        """
+        controls = self.model.controls(theta, x, coupling_rtol=self.coupling_rtol)
+        key = self._controls_key(controls)
+        if key in self._quality:
+            return self._quality[key]
+        prep = self.ramp.preparation_ns
+        short_prep = max(16, int(4 * round(prep * self.quality_ramp_fraction / 4)))
+        short = dataclasses.replace(self.ramp, duration_ns=self.ramp.duration_ns - prep + short_prep)
+        seq, _ = self.sequence(theta, x, None, ramp=short)
+        other = self.run_sequence(seq)
+        probs = [np.abs(v) ** 2 if v.ndim == 1 else np.real(np.diag(v)) for v in (state, other)]
+        dense = [v if v.ndim == 1 else None for v in (state, other)]
+        h = hamiltonian.matrix(theta, x)
+        out = {}
+        out["second_ramp_distance"] = float(0.5 * np.abs(probs[0] - probs[1]).sum())
+        if dense[0] is not None and dense[1] is not None:
+            y = [hamiltonian.output_expectations(v) for v in dense]
+            out["output_shift"] = float(np.max(np.abs(np.asarray(y[0]) - np.asarray(y[1])))) if len(y[0]) else 0.0
+            hv = h @ dense[0]
+            mean = float(np.real(np.vdot(dense[0], hv)))
+            var = max(float(np.real(np.vdot(hv, hv))) - mean**2, 0.0)
+            gap = float(self._spectrum(controls).coupled_gap[-1])
+            out.update(energy_variance=var, variance_infidelity=var / gap**2 if np.isfinite(gap) else float("nan"))
+        out["second_ramp_ns"] = int(short.duration_ns)
+        if len(self._quality) > 256:
+            self._quality.clear()
+        self._quality[key] = out
+        return out
 
     def run_sequence(self, sequence, *, noise_seed: int | None = None) -> np.ndarray:
         """Final state of a sequence in the package basis, with this backend's emulator.
@@ -211,8 +302,7 @@ class AdiabaticBackend:
         self._check_hamiltonian(hamiltonian)
         theta = hamiltonian.theta_vector(theta)
         xv = hamiltonian.input_vector(x)
-        seq, plan = self.sequence(theta, xv, nudge)
-        state = self.run_sequence(seq)
+        state, seq, plan, more = self._prepared_state(theta, xv, nudge)
         extra = None if nudge is None else nudge.matrix(hamiltonian.n_qubits)
         h = hamiltonian.matrix(theta, xv, extra=extra)
         if state.ndim == 1:
@@ -222,7 +312,20 @@ class AdiabaticBackend:
             energy = float(np.real(np.sum(h.toarray() * state.T)))
         info = dict(sequence=seq, detuning_plan=plan, duration_ns=self.ramp.duration_ns, emulator=self.emulator,
                     nudge_switch=self.ramp.nudge_switch, noise=self.noise_model is not None, schedule=self.schedule,
-                    nudge_mode=self.ramp.nudge, nudge_ramp_ns=self.ramp.nudge_ramp_ns, hold_ns=self.ramp.hold_ns)
+                    nudge_mode=self.ramp.nudge, nudge_ramp_ns=self.ramp.nudge_ramp_ns, hold_ns=self.ramp.hold_ns,
+                    dephase=self.dephase, **more)
+        if self.quality_check == "second-ramp":
+            if nudge is None:
+                quality = self.preparation_quality(hamiltonian, theta, xv, state)
+            else:  # the nudged phases share the free preparation's verdict (computed first by the estimators)
+                key = self._controls_key(self.model.controls(theta, xv, coupling_rtol=self.coupling_rtol))
+                quality = self._quality.get(key)
+            if quality is not None:
+                info["preparation"] = quality
+                if self.quality_threshold is not None and quality["second_ramp_distance"] > self.quality_threshold:
+                    info["flags"] = [f"preparation: Z-distribution moves by {quality['second_ramp_distance']:.3g} "
+                                     f"(> quality_threshold {self.quality_threshold:g}) when the ramp is shortened to "
+                                     f"{quality['second_ramp_ns']} ns"]
         gap = float("nan")
         if self.compare_exact and hamiltonian.n_qubits <= 16:
             if hamiltonian.n_qubits <= 10:
