@@ -31,11 +31,11 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from qep_analog.datasets import two_blobs
 from qep_analog.equilibrium import get_backend
 from qep_analog.learning import GradientConfig, estimate_gradient, measurement_plan
 from qep_analog.models.pauli import ProductTable
 from qep_analog.models.spin_models import cluster_phase_sensor, phase_targets, sample_triangle, transverse_field_ising
-from qep_analog.protocol import two_blobs
 
 TARGET_COSINE = 0.9
 

@@ -62,6 +62,7 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "checkpoint_every": (int,), "theta0": (dict, list),
         "schedule": (str,), "final_learning_rate": _NUM, "average": _NUM,
         "validation": (int,), "validation_shots": (int,), "validate_every": (int,),
+        "learning_rates": (dict,), "normalize": (bool,),
     },
     # read by qep_analog.tasks (``qep-analog train``)
     "task": {"starts": (list,), "plot_resolution": (int,), "baseline_l2": _NUM},

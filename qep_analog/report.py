@@ -71,7 +71,7 @@ def make_plots(out_dir: Path, results: dict) -> list[str]:
     plt.close(fig)
     names.append("learning_curve.png")
     task_plot = {"phase-sensor": phase_triangle, "classifier": classifier_map, "exploration": slice_trajectories,
-                 "sensitivity": slice_trajectories, "oscillator": oscillator_fit,
+                 "sensitivity": slice_trajectories, "oscillator-regression": oscillator_fit,
                  "rydberg-classifier": rydberg_register}.get(results["task"])
     plot_data = results.get("plot")
     if task_plot is not None and plot_data:
@@ -109,9 +109,11 @@ def learning_curve(results: dict):
         ax.legend()
         ax.set_title(f"{results['task']}: objective per step")
         return fig
-    loss = np.array([r["batch_loss"] for r in hist], dtype=float)
+    trained = [r for r in hist if "batch_loss" in r]  # a step-0 evaluation has no batch
+    steps = np.array([r["step"] for r in trained])
+    loss = np.array([r["batch_loss"] for r in trained], dtype=float)
     ax.plot(steps, loss, color="0.75", lw=0.8, label="batch loss")
-    if len(loss) > 5 and results["task"] != "oscillator":
+    if len(loss) > 5:
         ax.plot(steps, _ema(loss), color="k", lw=1.2, label="batch loss (EMA)")
     if any("test_loss" in r for r in hist):
         ev = [r for r in hist if "test_loss" in r]
@@ -119,7 +121,7 @@ def learning_curve(results: dict):
                 label="test loss")
     ax.set_xlabel("step (batch)")
     ax.set_ylabel("loss")
-    if results["task"] == "oscillator":
+    if results["task"] == "oscillator-regression":
         ax.set_yscale("log")
     ax.legend(loc="upper left", fontsize=8)
     ev = [r for r in hist if "test_accuracy" in r]

@@ -19,8 +19,10 @@ steps), ``results.json``, ``report.md`` and PNG plots. BLAS/OpenMP threads are p
 from __future__ import annotations
 
 import copy
+import os
 import platform
 import shlex
+import shutil
 import sys
 import time
 import tomllib
@@ -31,8 +33,8 @@ from pathlib import Path
 from qep_analog import __version__
 from qep_analog.errors import QepValueError
 from qep_analog.protocol import validate
-from qep_analog.tasks import ALL_TASKS, TASKS
-from qep_analog.tasks.common import RunContext
+from qep_analog.tasks import TASKS
+from qep_analog.tasks.common import RunContext, training_config
 
 _PACKAGES = ("numpy", "scipy", "pulser-core", "pulser-simulation", "qutip", "matplotlib", "threadpoolctl")
 
@@ -47,14 +49,26 @@ def package_versions() -> dict:
     return versions
 
 
+MAX_PROTOCOL_BYTES = 4 * 2**20
+
+
 def read_toml(path: str | Path) -> dict:
+    """The TOML file at ``path``; every way it can fail is one QepValueError naming the file."""
     path = Path(path)
     if not path.is_file():
         raise QepValueError(f"protocol file '{path}' does not exist")
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        if path.stat().st_size > MAX_PROTOCOL_BYTES:
+            raise QepValueError(f"{path}: a protocol must be at most {MAX_PROTOCOL_BYTES} bytes")
+        return tomllib.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise QepValueError(f"{path}: not UTF-8 text (byte {exc.start}); save the protocol as UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise QepValueError(f"{path}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise QepValueError(f"{path}: tables or arrays nested too deeply") from None
+    except OSError as exc:
+        raise QepValueError(f"{path}: cannot be read ({exc.strerror})") from None
 
 
 def parse_override(text: str) -> tuple[list[str], object]:
@@ -84,18 +98,8 @@ def merge_sections(sections: Mapping, overrides: Mapping, where: str = "full") -
     return out
 
 
-OSCILLATOR_TASKS = ("oscillator", "oscillator-regression")
-
-
-def is_oscillator(raw: Mapping) -> bool:
-    head = raw.get("protocol")
-    return "oscillator" in raw or (isinstance(head, Mapping) and head.get("task") in OSCILLATOR_TASKS)
-
-
 def resolve(raw: Mapping, source: str, *, full: bool, overrides: Sequence[str] = ()) -> tuple[str, dict]:
     """(task, merged sections) after ``[full]`` (if ``full``) and ``--set`` overrides, validated."""
-    import qep_analog.learning.oscillator  # noqa: F401  (registers the [oscillator] section)
-
     if "device" in raw:  # the device layer owns [device] (imports pulser, so only when needed)
         from qep_analog.device.bundle import register_protocol_section
 
@@ -115,18 +119,23 @@ def resolve(raw: Mapping, source: str, *, full: bool, overrides: Sequence[str] =
     merged = merge_sections(sections, full_tables) if full else sections
     merged = merge_sections(merged, sets, "--set")
     validate(merged, f"{source} (with --set)" if sets else source)
-    if is_oscillator(merged):
-        return "oscillator", merged
     task = merged.get("protocol", {}).get("task")
-    if task not in ALL_TASKS:
-        raise QepValueError(f"{source}: 'protocol.task' must be one of {list(ALL_TASKS)}, not {task!r}")
+    if task is None:
+        raise QepValueError(f"{source}: the key 'protocol.task' is missing; set it to one of {list(TASKS)}")
+    if task not in TASKS:
+        raise QepValueError(f"{source}: 'protocol.task' must be one of {list(TASKS)}, not {task!r}")
     return task, merged
 
 
 def run_training(protocol_path: str | Path, *, out_dir: str | Path | None = None, seed: int | None = None,
                  resume: bool = False, full: bool = False, overrides: Sequence[str] = (),
                  progress: bool = True, threads: int = 1, command: str | None = None) -> dict:
-    """Run the protocol's task and write results.json, report.md and plots; return the results."""
+    """Run the protocol's task and write results.json, report.md and plots; return the results.
+
+    Everything that can be checked before the run (the protocol, the overrides, the ``[training]``
+    keys, the output directory) is checked before anything is written; a run that fails removes
+    the output directory it created.
+    """
     from threadpoolctl import threadpool_limits
 
     from qep_analog.protocol import Protocol
@@ -135,28 +144,37 @@ def run_training(protocol_path: str | Path, *, out_dir: str | Path | None = None
     path = Path(protocol_path)
     raw = read_toml(path)
     task, sections = resolve(raw, str(path), full=full, overrides=overrides)
+    if seed is not None and not 0 <= seed < 2**63:
+        raise QepValueError(f"'--seed' must be an integer in [0, 2^63), not {seed}")
     training = sections.get("training", {}) if isinstance(sections.get("training"), Mapping) else {}
     if seed is None:
-        seed = int(training.get("seed", 0)) if task != "oscillator" else 0
+        seed = training.get("seed", 0)
     out = Path(out_dir) if out_dir is not None else Path("runs") / (path.stem + ("-full" if full else ""))
-    out.mkdir(parents=True, exist_ok=True)
-    every = training.get("checkpoint_every", 10) if task != "oscillator" else 10
-    if not isinstance(every, int) or every < 1:
-        raise QepValueError(f"'training.checkpoint_every' must be an integer ≥ 1, not {every!r}")
+    if out.exists() and not out.is_dir():
+        raise QepValueError(f"'--out' {out} exists and is not a directory")
     protocol = Protocol(sections=sections, source=str(path))
-    ctx = RunContext(protocol=protocol, task=task, seed=int(seed), out_dir=out, resume=resume,
-                     progress=progress, checkpoint_every=every)
+    ctx = RunContext(protocol=protocol, task=task, seed=int(seed), out_dir=out, resume=resume, progress=progress)
+    training_config(ctx)  # the [training] keys, checked before anything is written
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise QepValueError(f"'--out' {out} cannot be created ({exc.strerror})") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise QepValueError(f"'--out' {out} is not writable")
     resumed_from = None
-    if resume and ctx.checkpoint_path.is_file() and task != "oscillator":
+    if resume and ctx.checkpoint_path.is_file():
         resumed_from = "checkpoint"
+    elif resume:
+        print(f"qep-analog: note: no checkpoint in {out}; starting afresh", file=sys.stderr)
     started = time.time()
-    with threadpool_limits(limits=threads):
-        if task == "oscillator":
-            from qep_analog.tasks.oscillator import run_oscillator
-
-            outcome = run_oscillator(ctx, {k: v for k, v in sections.items() if k != "full"})
-        else:
+    try:
+        with threadpool_limits(limits=threads):
             outcome = TASKS[task](ctx)
+    except BaseException:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     head = sections.get("protocol", {}) if isinstance(sections.get("protocol"), Mapping) else {}
     results = {
         "protocol_name": head.get("name", path.stem), "description": head.get("description", ""),

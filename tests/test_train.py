@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from qep_analog.cli import main
-from qep_analog.tasks.common import learning_rate_at
+from qep_analog.learning.driver import learning_rate_at
 from qep_analog.tasks.supervised import logistic_accuracy, logistic_regression, triangle_grid
 from qep_analog.tasks.unsupervised import boundary_distance
 from qep_analog.train import resolve, run_training
@@ -163,13 +163,14 @@ def test_outputs_and_report(tiny: Path, tmp_path: Path):
 
 _KILLER = textwrap.dedent("""
     import os, signal, sys
-    from qep_analog.tasks.common import RunContext
-    original = RunContext.step_done
-    def step_done(self, step, n_steps, state):
-        original(self, step, n_steps, state)
-        if step == int(sys.argv[3]):
+    from qep_analog.learning.driver import Driver
+    original = Driver._step
+    def _step(self):
+        record = original(self)
+        if self.step_ == int(sys.argv[3]):  # step k done; its checkpoint (if due) not yet written
             os.kill(os.getpid(), signal.SIGKILL)
-    RunContext.step_done = step_done
+        return record
+    Driver._step = _step
     from qep_analog.cli import main
     sys.exit(main(["train", sys.argv[1], "--out", sys.argv[2], "--no-progress", *sys.argv[4:]]))
 """)
@@ -192,7 +193,7 @@ def test_resume_after_sigkill_is_bitwise_identical(tiny: Path, tmp_path: Path, e
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     assert not (killed / "results.json").exists()
     saved = json.loads((killed / "checkpoint.json").read_text())
-    assert saved["state"]["trainer"]["step_"] == 4
+    assert saved["state"]["step_"] == 4
     assert main(["train", str(tiny), "--out", str(killed), "--resume", "--no-progress", *extra]) == 0
     assert _theta(killed) == _theta(straight)  # bitwise: floats round-trip exactly through JSON
     a = json.loads((killed / "results.json").read_text())["history"]
@@ -214,8 +215,67 @@ def test_unsupervised_resume_after_sigkill_is_bitwise_identical(tmp_path: Path):
     assert a["plot"]["trajectories"] == b["plot"]["trajectories"] and a["history"] == b["history"]
 
 
-def test_resume_refuses_a_foreign_checkpoint(tiny: Path, tmp_path: Path, capsys):
+def test_resume_refuses_a_foreign_checkpoint_and_names_the_difference(tiny: Path, tmp_path: Path, capsys):
     out = tmp_path / "run"
     assert main(["train", str(tiny), "--out", str(out), "--no-progress"]) == 0
     assert main(["train", str(tiny), "--out", str(out), "--resume", "--seed", "6", "--no-progress"]) == 2
-    assert "checkpoint" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "checkpoint" in err and "seed 5, not 6" in err
+    assert main(["train", str(tiny), "--out", str(out), "--resume", "--no-progress",
+                 "--set", "gradient.beta=0.2"]) == 2
+    assert "gradient.beta" in capsys.readouterr().err
+    (out / "checkpoint.json").write_text("{not json")
+    assert main(["train", str(tiny), "--out", str(out), "--resume", "--no-progress"]) == 2
+    assert "corrupt" in capsys.readouterr().err
+
+
+def test_failed_runs_leave_nothing_and_resume_without_checkpoint_says_so(tiny: Path, tmp_path: Path, capsys):
+    out = tmp_path / "never"
+    assert main(["train", str(tiny), "--out", str(out), "--set", "training.learning_rate=1e308"]) == 2
+    assert "training.learning_rate" in capsys.readouterr().err and not out.exists()
+    assert main(["train", str(tiny), "--out", str(out), "--set", "data.n_test=1000000000"]) == 2
+    assert "data.n_test" in capsys.readouterr().err and not out.exists()
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["train", str(tiny), "--out", str(blocker)]) == 2
+    assert "not a directory" in capsys.readouterr().err
+    fresh = tmp_path / "fresh"
+    assert main(["train", str(tiny), "--out", str(fresh), "--resume", "--no-progress"]) == 0
+    assert "no checkpoint" in capsys.readouterr().err
+
+
+PROTOCOLS = Path(__file__).resolve().parents[1] / "protocols"
+TRAINABLE = sorted(p.name for p in PROTOCOLS.glob("*.toml") if "task = " in p.read_text(encoding="utf-8"))
+# the smallest run that still exercises each task's whole path: 3 steps, a checkpoint after every step
+_SMALL = {"phase_sensor.toml": ["data.n_test=6", "data.n_train=20", "task.plot_resolution=2"],
+          "phase_exploration.toml": ["task.plot_resolution=2"], "sensitivity.toml": ["task.plot_resolution=2"],
+          "ising_classifier.toml": ["data.n_test=6", "task.plot_resolution=2"],
+          "cooling_ising.toml": ["data.n_test=4", "task.plot_resolution=2", "training.batch_size=2"],
+          "oscillator_regression.toml": ["oscillator.task.n_test=10", "oscillator.optimum.restarts=0"],
+          "rydberg_classifier.toml": ["data.n_test=4", "training.batch_size=2", "gradient.shots=50"]}
+
+
+def test_every_protocol_is_covered():
+    assert set(TRAINABLE) == set(_SMALL)
+
+
+@pytest.mark.parametrize("name", TRAINABLE)
+def test_every_protocol_resumes_after_sigkill_bitwise(name: str, tmp_path: Path):
+    """3 steps of every protocol; SIGKILL after step 2, resume, and compare with an uninterrupted run."""
+    protocol = str(PROTOCOLS / name)
+    extra = ["--set", "training.steps=3", "--set", "training.checkpoint_every=1", "--set", "training.eval_every=3"]
+    for item in _SMALL[name]:
+        extra += ["--set", item]
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    assert main(["train", protocol, "--out", str(straight), "--no-progress", *extra]) == 0
+    proc = subprocess.run([sys.executable, "-c", _KILLER, protocol, str(killed), "3", *extra],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    saved = json.loads((killed / "checkpoint.json").read_text())
+    assert saved["state"]["step_"] == 2  # step 3 finished but was not saved: it is redone
+    assert main(["train", protocol, "--out", str(killed), "--resume", "--no-progress", *extra]) == 0
+    a = json.loads((killed / "results.json").read_text())
+    b = json.loads((straight / "results.json").read_text())
+    assert len(b["history"]) >= 3 and b["final"]["steps"] == 3
+    assert (straight / "learning_curve.png").stat().st_size > 0 and (straight / f"{b['task']}.png").is_file()
+    assert a["history"] == b["history"] and a["theta"] == b["theta"] and a["final"] == b["final"]

@@ -1,110 +1,123 @@
-"""Training a Rydberg array with QEP: local detunings every step, positions per layout stage.
+"""A Rydberg array as a task of the one training driver: positions and local detunings trained by QEP.
 
-Each step estimates ∂⟨Ĉ⟩/∂θ over a batch with the generic QEP estimator (symmetric, cost-operator
-nudging Ĉ = Σ_ℓ (n_ℓ − t_ℓ)², Z-basis shots only), then
+Model (:class:`~qep_analog.device.rydberg.RydbergModel`, pulser's convention, PHYSICS.md §3):
 
-    δ ← δ − η ∂L/∂δ                       (every step: the DMM map changes online)
-    r ← r − η_r Σ_stage ∂L/∂r              (chain rule ∂J_ij/∂r_i = −6 C6 (r_i − r_j)/r_ij⁸)
+    H = Σ_i (Ω/2) X_i − Σ_i (δ_i + x_i) n_i + Σ_{i<j} C6/r_ij⁶ n_i n_j
 
-with positions moved only at the end of each stage of ``stage_steps`` steps (``stage_steps=1`` is
-"positions train in emulation"; larger stages model one trap layout per stage on hardware, whose
-cost is counted when the device requires a layout). Every update is projected on the device limits.
+The driver's θ is (r_0x, r_0y, …, r_(N−1)y, δ_0, …, δ_(N−1)) in µm and rad/µs, in two parameter
+groups ``positions`` and ``detunings`` with their own learning rates. Each step estimates ∂⟨Ĉ⟩/∂θ
+over a batch with the generic QEP estimator (symmetric, cost-operator nudging
+Ĉ = Σ_ℓ (n_ℓ − t_ℓ)², Z-basis shots only) on the Hamiltonian's parameters (J_ij, δ_i), and maps
+∂L/∂J_ij to the positions by the chain rule ∂J_ij/∂r_i = −6 C6 (r_i − r_j)/r_ij⁸. Every update is
+projected on the device limits (:meth:`RydbergModel.project`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from qep_analog.device.rydberg import RydbergModel
-from qep_analog.equilibrium.base import get_backend
+from qep_analog.equilibrium.base import EquilibriumBackend
 from qep_analog.errors import QepValueError
+from qep_analog.learning.driver import Draw, StepEstimate, TrainingConfig
 from qep_analog.learning.gradient import GradientConfig, estimate_gradient
 
 
-@dataclass(frozen=True, kw_only=True)
-class RydbergTrainingConfig:
-    """Hyperparameters, stored as given."""
-
-    beta: float = 1.0
-    shots: int | None = 1000
-    learning_rate: float = 1.0
-    position_learning_rate: float = 1.0
-    steps: int = 20
-    batch_size: int = 4
-    stage_steps: int = 1
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "stage_steps"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or value < 1:
-                raise QepValueError(f"'{name}' must be a positive integer, not {value!r}")
-
-
 @dataclass(kw_only=True)
-class RydbergTrainer:
-    """``fit`` trains a :class:`RydbergModel`; learned values end in ``_``.
+class RydbergTask:
+    """QEP on a :class:`RydbergModel` for the driver: gradient, exact test metrics, projection.
 
-    ``backend`` is "exact" (ideal equilibrium) or "adiabatic" (pulser ramps), with ``backend_options``
-    (for "adiabatic" the model is supplied at every step).
+    ``backend`` is any equilibrium backend; one with ``with_model`` (the adiabatic pulser ramps)
+    is re-bound to the current model at every step. ``inputs``/``targets`` are the training set
+    (targets are occupations t ∈ {0, 1}).
     """
 
-    config: RydbergTrainingConfig
-    backend: str = "adiabatic"
-    backend_options: dict = field(default_factory=dict)
-    model_: RydbergModel | None = None
-    history_: list = field(default_factory=list)
-    layouts_: int = 0
-    layout_seconds_: float = 0.0
+    model: RydbergModel
+    backend: EquilibriumBackend
+    config: GradientConfig
+    inputs: np.ndarray
+    targets: np.ndarray
+    test_inputs: np.ndarray | None = None
+    test_targets: np.ndarray | None = None
+    evaluate_initial: bool = True
 
-    def _backend(self, model: RydbergModel):
-        if self.backend == "adiabatic":
-            return get_backend("adiabatic", model=model, **self.backend_options)
-        return get_backend(self.backend, **self.backend_options)
+    def __post_init__(self) -> None:
+        self.inputs = np.atleast_2d(np.asarray(self.inputs, dtype=float))
+        self.targets = np.atleast_2d(np.asarray(self.targets, dtype=float))
+        if len(self.inputs) != len(self.targets):
+            raise QepValueError(f"'inputs' has {len(self.inputs)} samples but 'targets' has {len(self.targets)}")
+        if self.config.nudge != "cost-operator" or self.config.estimator != "symmetric":
+            raise QepValueError("a Rydberg task runs symmetric cost-operator QEP (gradient.nudge = "
+                                "'cost-operator', gradient.estimator = 'symmetric')")
+        self.model = self.model.validate()
 
-    def fit(self, model: RydbergModel, inputs, targets) -> RydbergTrainer:
-        cfg = self.config
-        inputs = np.atleast_2d(np.asarray(inputs, dtype=float))
-        targets = np.atleast_2d(np.asarray(targets, dtype=float))
-        if len(inputs) != len(targets):
-            raise QepValueError(f"'inputs' has {len(inputs)} samples but 'targets' has {len(targets)}")
-        rng = np.random.default_rng(cfg.seed)
-        grad_config = GradientConfig(estimator="symmetric", nudge="cost-operator", beta=cfg.beta, shots=cfg.shots)
-        model = model.validate()
-        pending = np.zeros_like(model.positions_um)
-        for step in range(cfg.steps):
-            batch = rng.choice(len(targets), size=min(cfg.batch_size, len(targets)), replace=False)
-            h = model.hamiltonian()
-            est = estimate_gradient(h, self._backend(model), model.theta(), inputs[batch], targets[batch],
-                                    grad_config, seed=int(rng.integers(2**31)))
-            grad_pos, grad_det = model.split_gradient(est.gradient)
-            pending += grad_pos
-            det = model.detunings - cfg.learning_rate * grad_det
-            pos = model.positions_um
-            end_of_stage = (step + 1) % cfg.stage_steps == 0
-            if model.train_positions and end_of_stage:
-                pos = pos - cfg.position_learning_rate * pending
-                pending = np.zeros_like(pending)
-            model = model.project(positions_um=pos, detunings=det)
-            if model.train_positions and end_of_stage and model.device.requires_layout:
-                _, seconds = model.register_with_layout()
-                self.layouts_ += 1
-                self.layout_seconds_ += seconds
-            self.history_.append({"step": step, "loss": est.loss, "gradient_norm": float(np.linalg.norm(est.gradient)),
-                                  "preparations": est.preparations, "crossings": len(est.crossings)})
-        self.model_ = model
-        return self
+    # -------------------------------------------------------------- parameters
+    @property
+    def parameter_names(self) -> tuple[str, ...]:
+        n, dim = self.model.positions_um.shape
+        axes = "xyz"[:dim]
+        return tuple(f"{a}_{i}" for i in range(n) for a in axes) + tuple(f"delta_{i}" for i in range(n))
 
+    @property
+    def n_samples(self) -> int:
+        return len(self.targets)
 
-def mean_cost(model: RydbergModel, inputs, targets, backend: str = "exact", **options) -> float:
-    """⟨Ĉ⟩ = mean over samples of Σ_ℓ (1 − 2t_ℓ)⟨n_ℓ⟩ + t_ℓ², exactly (no shots)."""
-    h = model.hamiltonian()
-    b = get_backend("adiabatic", model=model, **options) if backend == "adiabatic" else get_backend(backend, **options)
-    values = []
-    for x, t in zip(np.atleast_2d(inputs), np.atleast_2d(targets), strict=True):
-        state = b.prepare(h, model.theta(), model.inputs(x))
-        n_out = h.output_expectations(state.state)
-        values.append(float(np.sum((1 - 2 * t) * n_out + t**2)))
-    return float(np.mean(values))
+    def parameter_groups(self) -> dict[str, np.ndarray]:
+        k = self.model.positions_um.size
+        return {"positions": np.arange(k), "detunings": np.arange(k, k + self.model.n_atoms)}
+
+    def initial_theta(self, config: TrainingConfig) -> np.ndarray:
+        if config.theta0 is not None:
+            raise QepValueError("'training.theta0' does not apply to a Rydberg task: set [device] positions_um "
+                                "and detunings")
+        return self.theta_of(self.model)
+
+    def theta_of(self, model: RydbergModel) -> np.ndarray:
+        return np.concatenate([model.positions_um.ravel(), model.detunings])
+
+    def model_at(self, theta: np.ndarray) -> RydbergModel:
+        k = self.model.positions_um.size
+        return self.model.with_(positions_um=np.asarray(theta[:k]).reshape(self.model.positions_um.shape),
+                                detunings=np.asarray(theta[k:]))
+
+    def _backend(self, model: RydbergModel) -> EquilibriumBackend:
+        return self.backend.with_model(model) if hasattr(self.backend, "with_model") else self.backend
+
+    # -------------------------------------------------------------- the driver's hooks
+    def gradient(self, theta: np.ndarray, batch: np.ndarray, draw: Draw) -> StepEstimate:
+        model = self.model_at(theta)
+        est = estimate_gradient(model.hamiltonian(), self._backend(model), model.theta(), self.inputs[batch],
+                                self.targets[batch], self.config, seed=draw.sequence())
+        grad_pos, grad_det = model.split_gradient(est.gradient)
+        if not model.train_positions:
+            grad_pos = np.zeros_like(grad_pos)
+        step = StepEstimate.from_estimate(est)
+        return StepEstimate(gradient=np.concatenate([grad_pos.ravel(), grad_det]), loss=step.loss,
+                            preparations=step.preparations or 0, crossings=step.crossings,
+                            crossing_samples=step.crossing_samples, dropped=step.dropped, state=step.state)
+
+    def project(self, theta: np.ndarray) -> np.ndarray:
+        k = self.model.positions_um.size
+        projected = self.model.project(positions_um=np.asarray(theta[:k]).reshape(self.model.positions_um.shape),
+                                       detunings=np.asarray(theta[k:]))
+        return self.theta_of(projected)
+
+    def evaluate(self, theta: np.ndarray) -> dict:
+        """Exact test metrics of the prepared states: cost ⟨Ĉ⟩ and accuracy of ⟨n_ℓ⟩ > ½ ⇔ t_ℓ = 1."""
+        if self.test_targets is None:
+            return {}
+        cost, accuracy = self.cost(theta, self.test_inputs, self.test_targets)
+        return {"test_loss": cost, "test_accuracy": accuracy}
+
+    def cost(self, theta: np.ndarray, inputs, targets) -> tuple[float, float]:
+        """(mean ⟨Ĉ⟩ = Σ_ℓ (1 − 2t_ℓ)⟨n_ℓ⟩ + t_ℓ², accuracy) over the samples, exactly (no shots)."""
+        model = self.model_at(theta)
+        h, b = model.hamiltonian(), self._backend(model)
+        costs, hits = [], []
+        for x, t in zip(np.atleast_2d(inputs), np.atleast_2d(targets), strict=True):
+            n_out = h.output_expectations(b.prepare(h, model.theta(), model.inputs(x)).state)
+            costs.append(float(np.sum((1 - 2 * t) * n_out + t**2)))
+            hits.append(bool(np.all((n_out > 0.5) == (t > 0.5))))
+        return float(np.mean(costs)), float(np.mean(hits))

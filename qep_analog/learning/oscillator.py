@@ -1,4 +1,4 @@
-"""QEP gradients and regression training for the oscillator network (Scellier 2024, eqs. 19-21).
+"""QEP gradients of the oscillator network and their exact references (Scellier 2024, eqs. 19-21).
 
 Model: :class:`qep_analog.models.oscillator.OscillatorNetwork`, H = Σ p²/2m + ½ Σ k_e (r_i − r_j)²,
 trainables k_e, ∂H/∂k_e = ½ (r_i − r_j)². Every estimator names the objective it differentiates:
@@ -25,16 +25,14 @@ preparations counted as 0).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import minimize
 
 from qep_analog.errors import QepValueError
-from qep_analog.learning.optimizers import OPTIMIZERS, make_optimizer
-from qep_analog.models.oscillator import OscillatorNetwork, OutputNudge, layered_network
-from qep_analog.protocol import register_section
+from qep_analog.models.oscillator import OscillatorNetwork, OutputNudge
 
 OBJECTIVES: dict[str, str] = {
     "mean-loss": "L(<r_out>) = sum_l (<r_l> - y_l)^2",
@@ -276,64 +274,7 @@ def qep_gradient(
     )
 
 
-# ---------------------------------------------------------------------- regression (protocol 5)
-@dataclass(frozen=True, kw_only=True, eq=False)
-class RegressionTask:
-    """Learn ⟨r_out⟩ = T x̄ with x̄ = (inputs, anchor positions); ``target_map`` is T."""
-
-    network: OscillatorNetwork
-    target_map: np.ndarray
-    xs_train: np.ndarray
-    ys_train: np.ndarray
-    xs_test: np.ndarray
-    ys_test: np.ndarray
-
-    @property
-    def target_inside_hull(self) -> bool:
-        """Rows ≥ 0 summing to 1: reachable in principle by k ≥ 0 (convex combinations)."""
-        t = self.target_map
-        return bool(np.all(t >= 0) and np.allclose(t.sum(axis=1), 1.0))
-
-
-def make_regression_task(
-    *, n_inputs: int, n_outputs: int, n_hidden: int, anchor_positions: Sequence[float],
-    n_train: int, n_test: int, input_low: float, input_high: float,
-    target_map: Sequence[Sequence[float]] | None, rng: np.random.Generator,
-) -> RegressionTask:
-    """A :func:`layered_network` and a linear target map with its data sets.
-
-    Without ``target_map``, each output row is drawn from a flat Dirichlet over the clamped nodes
-    (inputs and anchors), so the target lies inside the convex hull reachable with k ≥ 0.
-    """
-    net = layered_network(n_inputs, n_outputs, n_hidden=n_hidden, anchor_positions=anchor_positions)
-    n_c = len(net.clamped_nodes)
-    if target_map is None:
-        T = rng.dirichlet(np.ones(n_c), size=n_outputs)
-    else:
-        T = np.asarray(target_map, dtype=float)
-        if T.shape != (n_outputs, n_c) or not np.all(np.isfinite(T)):
-            raise QepValueError(
-                f"'task.target_map' must be a finite {n_outputs}×{n_c} matrix (outputs × "
-                f"inputs+anchors), not shape {T.shape}"
-            )
-    for name, n in (("task.n_train", n_train), ("task.n_test", n_test)):
-        if not isinstance(n, int) or n < 1:
-            raise QepValueError(f"'{name}' must be an integer ≥ 1, not {n!r}")
-    if not input_low < input_high:
-        raise QepValueError(f"'task.input_low' must be < 'task.input_high', not {input_low}")
-    anchors = np.asarray(net.anchor_positions)
-
-    def data(n: int) -> tuple[np.ndarray, np.ndarray]:
-        xs = rng.uniform(input_low, input_high, (n, n_inputs))
-        xbar = np.hstack([xs, np.tile(anchors, (n, 1))])
-        return xs, xbar @ T.T
-
-    xs_train, ys_train = data(n_train)
-    xs_test, ys_test = data(n_test)
-    return RegressionTask(network=net, target_map=T, xs_train=xs_train, ys_train=ys_train,
-                          xs_test=xs_test, ys_test=ys_test)
-
-
+# ---------------------------------------------------------------------- data-set references
 def mean_loss_and_gradient(net: OscillatorNetwork, theta, xs, ys) -> tuple[float, np.ndarray]:
     """Exact data-set mean of L = Σ_ℓ (μ_ℓ − y_ℓ)² and its gradient (adjoint, vectorised)."""
     theta = net.theta_vector(theta)
@@ -378,221 +319,3 @@ def optimum_mean_loss(
         if res.fun < best:
             best_theta, best = res.x, float(res.fun)
     return best_theta, best
-
-
-def _optimizer(name: str, lr: float, betas: tuple[float, float]):
-    """The project's optimizers (:mod:`qep_analog.learning.optimizers`); betas only for Adam."""
-    _check_choice(name, OPTIMIZERS, "training.optimizer")
-    if name == "adam":
-        return make_optimizer(name, learning_rate=lr, beta1=betas[0], beta2=betas[1])
-    return make_optimizer(name, learning_rate=lr)
-
-
-@dataclass(frozen=True, kw_only=True)
-class RegressionTraining:
-    """Hyperparameters of :func:`train_regression`, stored as given.
-
-    Each step draws ``batch_size`` training samples, estimates each sample's gradient with
-    :func:`qep_gradient` (``shots=None``: ideal exact expectations) and applies the local rule
-    Δk = −η ĝ through the optimizer, then projects k onto [k_min, k_max]. The learning rate decays
-    geometrically from ``learning_rate`` to ``final_learning_rate`` (averages out shot noise).
-    """
-
-    estimator: str = "symmetric"
-    nudge: str = "error-signal"
-    beta: float = 1.0
-    shots: int | None = 100
-    optimizer: str = "adam"
-    learning_rate: float = 0.05
-    final_learning_rate: float = 0.001
-    betas: tuple[float, float] = (0.9, 0.999)
-    steps: int = 300
-    batch_size: int = 8
-    k_min: float = 0.01
-    k_max: float | None = 100.0
-    init_low: float = 0.5
-    init_high: float = 1.5
-    eval_every: int = 10
-
-    def __post_init__(self) -> None:
-        _check_choice(self.estimator, ESTIMATORS, "training.estimator")
-        _check_choice(self.nudge, NUDGE_OBJECTIVE, "training.nudge")
-        _check_choice(self.optimizer, OPTIMIZERS, "training.optimizer")
-        _check_shots(self.shots)
-        for name in ("beta", "learning_rate", "final_learning_rate", "k_min", "init_high"):
-            _check_positive(getattr(self, name), f"training.{name}")
-        for name in ("steps", "batch_size", "eval_every"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise QepValueError(f"'training.{name}' must be an integer ≥ 1, not {v!r}")
-        if self.k_max is not None and not self.k_max > self.k_min:
-            raise QepValueError(f"'training.k_max' must be > k_min, not {self.k_max}")
-        if not 0 <= self.init_low < self.init_high:
-            raise QepValueError(f"'training.init_low' not in [0, init_high): {self.init_low}")
-
-
-@dataclass(frozen=True, kw_only=True, eq=False)
-class RegressionResult:
-    """Learned springs ``theta_``; ``history_`` holds lists keyed by metric, one per evaluation."""
-
-    theta_: np.ndarray
-    history_: dict[str, list]
-    preparations_: int
-
-
-def _dataset_objective(net, theta, xs, ys, objective: str) -> float:
-    loss, _ = mean_loss_and_gradient(net, theta, xs, ys)
-    if objective == "cost-expectation":  # output variances do not depend on x
-        state = net.ground_state(theta, xs[0])
-        loss += float(np.sum(np.diag(state.covariance)[list(net.output_nodes)]))
-    return loss
-
-
-def train_regression(task: RegressionTask, training: RegressionTraining, *, seed: int
-                     ) -> RegressionResult:
-    """Train the springs by QEP on ``task`` (seeded: init, batches and shots share one Generator).
-
-    History (at step 0, every ``eval_every`` steps and at the end): ``step``, exact
-    ``train_mean_loss`` / ``test_mean_loss`` (evaluation metrics, not measured),
-    ``train_objective`` (the objective the nudge differentiates) and cumulative ``preparations``.
-    """
-    rng = np.random.default_rng(seed)
-    net, tr = task.network, training
-    theta = rng.uniform(max(tr.init_low, tr.k_min), tr.init_high, net.n_parameters)
-    opt = _optimizer(tr.optimizer, tr.learning_rate, tuple(tr.betas))
-    objective = NUDGE_OBJECTIVE[tr.nudge]
-    decay = tr.final_learning_rate / tr.learning_rate
-    history: dict[str, list] = {k: [] for k in ("step", "train_mean_loss", "test_mean_loss",
-                                                 "train_objective", "preparations")}
-    preparations = 0
-
-    def record(step: int) -> None:
-        history["step"].append(step)
-        history["train_mean_loss"].append(mean_loss_and_gradient(net, theta, task.xs_train,
-                                                                  task.ys_train)[0])
-        history["test_mean_loss"].append(mean_loss_and_gradient(net, theta, task.xs_test,
-                                                                 task.ys_test)[0])
-        history["train_objective"].append(_dataset_objective(net, theta, task.xs_train,
-                                                             task.ys_train, objective))
-        history["preparations"].append(preparations)
-
-    record(0)
-    n_train = task.xs_train.shape[0]
-    for step in range(1, tr.steps + 1):
-        batch = rng.choice(n_train, size=min(tr.batch_size, n_train), replace=False)
-        grad = combine([
-            qep_gradient(net, theta, task.xs_train[b], task.ys_train[b], nudge=tr.nudge,
-                         estimator=tr.estimator, beta=tr.beta, shots=tr.shots, rng=rng)
-            for b in batch
-        ])
-        preparations += grad.preparations
-        opt.learning_rate = tr.learning_rate * decay ** ((step - 1) / max(tr.steps - 1, 1))
-        theta = np.clip(opt.step(theta, grad.gradient), tr.k_min, tr.k_max)
-        if step % tr.eval_every == 0 or step == tr.steps:
-            record(step)
-    return RegressionResult(theta_=theta, history_=history, preparations_=preparations)
-
-
-# ---------------------------------------------------------------------- protocol 5 entry point
-_SCHEMA: dict[str, dict[str, tuple[type, object]]] = {
-    "network": dict(n_inputs=(int, 3), n_outputs=(int, 2), n_hidden=(int, 1),
-                    anchor_positions=(list, [0.0])),
-    "task": dict(n_train=(int, 64), n_test=(int, 200), input_low=(float, -1.0),
-                 input_high=(float, 1.0), target_map=(list, None)),
-    "training": dict(estimator=(str, "symmetric"), nudge=(str, "error-signal"), beta=(float, 1.0),
-                     measurement=(str, "shots"), shots=(int, 100), optimizer=(str, "adam"),
-                     learning_rate=(float, 0.05), final_learning_rate=(float, 0.001),
-                     betas=(list, [0.9, 0.999]), steps=(int, 300),
-                     batch_size=(int, 8), k_min=(float, 0.01), k_max=(float, 100.0),
-                     init_low=(float, 0.5), init_high=(float, 1.5), eval_every=(int, 10)),
-    "optimum": dict(restarts=(int, 4)),
-}
-
-
-def _validated(config: Mapping) -> dict:
-    """The [oscillator] table with defaults filled in; unknown keys and wrong types raise
-    QepValueError naming the key (``oscillator.training.beta``)."""
-    if not isinstance(config, Mapping):
-        raise QepValueError(f"[oscillator] must be a table, not {type(config).__name__}")
-    unknown = set(config) - set(_SCHEMA)
-    if unknown:
-        raise QepValueError(f"unknown key(s) {sorted(f'oscillator.{k}' for k in unknown)}; "
-                            f"allowed {sorted(_SCHEMA)}")
-    out: dict = {}
-    for section, spec in _SCHEMA.items():
-        given = config.get(section, {})
-        if not isinstance(given, Mapping):
-            raise QepValueError(f"[oscillator.{section}] must be a table, not {given!r}")
-        bad = sorted(f"oscillator.{section}.{k}" for k in set(given) - set(spec))
-        if bad:
-            raise QepValueError(f"unknown key(s) {bad}; allowed {sorted(spec)}")
-        out[section] = {}
-        for key, (kind, default) in spec.items():
-            value = given.get(key, default)
-            ok = value is None and default is None
-            ok = ok or (isinstance(value, kind) and not isinstance(value, bool))
-            ok = ok or (kind is float and isinstance(value, int) and not isinstance(value, bool))
-            if not ok:
-                raise QepValueError(f"'oscillator.{section}.{key}' must be a {kind.__name__}, "
-                                    f"not {type(value).__name__} {value!r}")
-            out[section][key] = float(value) if kind is float else value
-    tr = out["training"]
-    _check_choice(tr["measurement"], ("shots", "ideal"), "oscillator.training.measurement")
-    if len(tr["betas"]) != 2:
-        raise QepValueError(f"'oscillator.training.betas' must hold 2 numbers, not {tr['betas']}")
-    if out["optimum"]["restarts"] < 0:
-        raise QepValueError(f"'oscillator.optimum.restarts' must be ≥ 0, not "
-                            f"{out['optimum']['restarts']}")
-    return out
-
-
-def run_oscillator_protocol(config: Mapping, seed: int) -> dict:
-    """Protocol 5: train an oscillator network on a linear map and compare with the optimum.
-
-    ``config``: the parsed protocol TOML (its ``[oscillator]`` table with sub-tables network,
-    task, training, optimum; see ``protocols/oscillator_regression.toml``) or that table alone.
-    Returns a JSON-serialisable dict: ``history``, ``final`` and ``optimum`` mean losses
-    (train/test) and maps, learned ``parameters``, ``preparations``. The optimum is that of the
-    constrained problem k ∈ [k_min, k_max] on the exact mean loss (:func:`optimum_mean_loss`).
-    """
-    cfg = _validated(config["oscillator"] if "oscillator" in config else config)
-    net_cfg, task_cfg, tr_cfg = cfg["network"], cfg["task"], cfg["training"]
-    rng = np.random.default_rng(seed)
-    task = make_regression_task(**net_cfg, **task_cfg, rng=rng)
-    net = task.network
-    training = RegressionTraining(
-        **{k: v for k, v in tr_cfg.items() if k not in ("measurement", "shots", "betas")},
-        shots=tr_cfg["shots"] if tr_cfg["measurement"] == "shots" else None,
-        betas=tuple(tr_cfg["betas"]),
-    )
-    result = train_regression(task, training, seed=int(rng.integers(2**63)))
-    theta_opt, loss_opt = optimum_mean_loss(
-        net, task.xs_train, task.ys_train, k_min=training.k_min, k_max=training.k_max,
-        restarts=cfg["optimum"]["restarts"], rng=rng, starts=[result.theta_],
-    )
-
-    def summary(theta) -> dict:
-        T = net.output_map(theta)
-        return dict(
-            train_mean_loss=mean_loss_and_gradient(net, theta, task.xs_train, task.ys_train)[0],
-            test_mean_loss=mean_loss_and_gradient(net, theta, task.xs_test, task.ys_test)[0],
-            map=T.tolist(), map_error=float(np.linalg.norm(T - task.target_map)),
-            parameters=dict(zip(net.parameter_names, map(float, theta), strict=True)),
-        )
-
-    final, optimum = summary(result.theta_), summary(theta_opt)
-    xbar_test = np.hstack([task.xs_test, np.tile(net.anchor_positions, (len(task.xs_test), 1))])
-    return dict(
-        protocol="oscillator_regression", seed=int(seed), config=cfg,
-        objective=NUDGE_OBJECTIVE[training.nudge], optimizer=training.optimizer,
-        parameter_names=list(net.parameter_names), target_map=task.target_map.tolist(),
-        target_inside_hull=task.target_inside_hull, history=result.history_,
-        final=final, optimum=optimum, parameters=final["parameters"],
-        final_error=final["train_mean_loss"], optimum_error=optimum["train_mean_loss"],
-        excess_error=final["train_mean_loss"] - loss_opt, preparations=result.preparations_,
-        test_predictions=dict(targets=task.ys_test.tolist(),
-                              predictions=(xbar_test @ net.output_map(result.theta_).T).tolist()),
-    )
-
-
-register_section("oscillator", _validated)

@@ -8,13 +8,17 @@ phase-sensor    Wanjura–Marquardt phase sensor on the cluster-Ising triangle (
 classifier      a spin network classifying 2-feature data, next to logistic regression
 exploration     maximise ⟨X₀X₄⟩ on the open cluster-Ising slice (unsupervised)
 sensitivity     maximise |Δ⟨X₀X₄⟩/Δg_X| between two points sharing g_ZZ (unsupervised)
-oscillator      the quantum harmonic-oscillator network regression (Scellier)
-rydberg-...     the flagship: a Rydberg-array classifier (positions + DMM detunings), exported as a bundle
+oscillator-regression  the quantum harmonic-oscillator network regression (Scellier)
+rydberg-classifier     the flagship: a Rydberg-array classifier (positions + DMM detunings), exported as a bundle
 =============== ============================================================================
+
+Every task builds a task object (parameters, ``gradient``, optionally ``evaluate``, ``validate``,
+``project``) and runs it through the one driver (:func:`qep_analog.tasks.common.drive`).
 """
 
 from __future__ import annotations
 
+from qep_analog.tasks.oscillator import run_oscillator
 from qep_analog.tasks.rydberg import run_rydberg
 from qep_analog.tasks.supervised import run_classifier, run_phase_sensor
 from qep_analog.tasks.unsupervised import run_exploration, run_sensitivity
@@ -24,8 +28,8 @@ TASKS = {
     "classifier": run_classifier,
     "exploration": run_exploration,
     "sensitivity": run_sensitivity,
+    "oscillator-regression": run_oscillator,
     "rydberg-classifier": run_rydberg,
 }
-ALL_TASKS = (*TASKS, "oscillator")
 
-__all__ = ["ALL_TASKS", "TASKS"]
+__all__ = ["TASKS"]

@@ -1,11 +1,11 @@
-"""What every ``qep-analog train`` task shares: the run context, checkpoints, schedules, progress.
+"""What every ``qep-analog train`` task shares: the run context (the driver's checkpointer) and :func:`drive`.
 
-A task is a function ``run(ctx: RunContext) -> dict`` returning a JSON-serialisable result with
-at least ``history`` (a list of per-step records) and ``final`` (the final metrics). Tasks that
-loop over steps call :meth:`RunContext.step_done` after every step; it writes an atomic
-checkpoint (temp file + ``os.replace``) every ``training.checkpoint_every`` steps, from which
-``--resume`` continues bit for bit: every random draw of step s is seeded by (seed, s), so
-nothing but the checkpointed state carries over between steps.
+A task module is ``run(ctx: RunContext) -> dict``: it builds a task object (parameters,
+``gradient``, ``evaluate``, …; see :mod:`qep_analog.learning.driver`), hands it to :func:`drive`,
+which runs the one training loop with the protocol's ``[training]`` keys, and formats the result
+(``history``, ``final``, ``theta``, ``plot``). The context writes atomic checkpoints (temp file +
+``os.replace``) when the driver asks, from which ``--resume`` continues bit for bit: every random
+draw of step s is seeded by (seed, s), so nothing but the checkpointed state carries over.
 """
 
 from __future__ import annotations
@@ -13,33 +13,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from qep_analog.errors import QepValueError
+from qep_analog.learning.driver import Driver, TrainingConfig
 from qep_analog.protocol import Protocol
 
-SCHEDULES = ("constant", "exponential", "cosine")
 CHECKPOINT = "checkpoint.json"
-
-
-def learning_rate_at(step: int, n_steps: int, *, initial: float, final: float | None,
-                     schedule: str = "constant") -> float:
-    """Learning rate of step ``step`` (0-based) out of ``n_steps``.
-
-    ``constant``: η₀; ``exponential``: η₀ (η₁/η₀)^(s/n); ``cosine``: η₁ + ½(η₀ − η₁)(1 + cos πs/n).
-    """
-    if schedule not in SCHEDULES:
-        raise QepValueError(f"'training.schedule' must be one of {SCHEDULES}, not {schedule!r}")
-    if schedule == "constant" or final is None:
-        return float(initial)
-    frac = min(step / max(n_steps, 1), 1.0)
-    if schedule == "exponential":
-        return float(initial * (final / initial) ** frac)
-    return float(final + 0.5 * (initial - final) * (1 + np.cos(np.pi * frac)))
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -80,7 +63,6 @@ class RunContext:
     out_dir: Path
     resume: bool = False
     progress: bool = True
-    checkpoint_every: int = 10
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -94,31 +76,58 @@ class RunContext:
     def checkpoint_path(self) -> Path:
         return self.out_dir / CHECKPOINT
 
-    def load_checkpoint(self) -> dict | None:
-        """The saved task state when resuming this very run, else None."""
+    def load(self) -> dict | None:
+        """The saved driver state when resuming this very run, else None."""
         if not self.resume or not self.checkpoint_path.is_file():
             return None
-        data = json.loads(self.checkpoint_path.read_text(encoding="utf-8"))
+        try:
+            data = json.loads(self.checkpoint_path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+            raise QepValueError(f"'--resume': {self.checkpoint_path} is corrupt (not JSON); "
+                                "delete it or use a fresh --out directory") from None
+        if not isinstance(data, dict) or not isinstance(data.get("state"), dict):
+            raise QepValueError(f"'--resume': {self.checkpoint_path} is not a qep-analog checkpoint")
         if data.get("fingerprint") != self.fingerprint:
-            raise QepValueError(f"'--resume': the checkpoint in {self.out_dir} belongs to another protocol "
-                                "or seed; use a fresh --out directory")
+            differs = _differences(data.get("sections"), to_jsonable(self.protocol.sections))
+            why = f" (differs in {', '.join(differs[:4])})" if differs else ""
+            if data.get("seed") not in (None, self.seed):
+                why = f" (seed {data.get('seed')}, not {self.seed})"
+            raise QepValueError(f"'--resume': the checkpoint in {self.out_dir} belongs to another protocol, "
+                                f"override or seed{why}; use a fresh --out directory")
         return data["state"]
 
-    def save_checkpoint(self, state: dict) -> None:
+    def save(self, state: dict) -> None:
         payload = {"fingerprint": self.fingerprint, "task": self.task, "seed": self.seed,
-                   "state": to_jsonable(state)}
-        atomic_write_text(self.checkpoint_path, json.dumps(payload))
+                   "sections": to_jsonable(self.protocol.sections), "state": to_jsonable(state)}
+        atomic_write_text(self.checkpoint_path, json.dumps(payload, allow_nan=False))
 
-    def step_done(self, step: int, n_steps: int, state: Callable[[], dict]) -> None:
-        """Call after completing step ``step`` (1-based); checkpoints when due and at the end."""
-        if step % self.checkpoint_every == 0 or step == n_steps:
-            self.save_checkpoint(state())
 
-    def progress_bar(self, total: int, initial: int, desc: str):
-        from tqdm.auto import tqdm
+def _differences(saved, current, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two section trees (for the resume message)."""
+    if not isinstance(saved, dict) or not isinstance(current, dict):
+        return [prefix.rstrip(".")] if saved != current and prefix else []
+    out = []
+    for key in sorted(set(saved) | set(current)):
+        if saved.get(key) != current.get(key):
+            sub = _differences(saved.get(key), current.get(key), f"{prefix}{key}.")
+            out.extend(sub or [f"{prefix}{key}"])
+    return out
 
-        return tqdm(total=total, initial=initial, desc=desc, unit="step", disable=not self.progress,
-                    dynamic_ncols=True)
+
+def drive(ctx: RunContext, task, **defaults) -> Driver:
+    """Run ``task`` with the one :class:`~qep_analog.learning.driver.Driver`, the protocol's
+    ``[training]`` keys over the task's ``defaults``, checkpoints and a progress bar."""
+    config = training_config(ctx, **defaults)
+    name = ctx.protocol.section("protocol").get("name", "")
+    driver = Driver(task=task, config=config, checkpointer=ctx, progress=ctx.progress,
+                    description=f"{ctx.task} ({name})" if name else ctx.task)
+    return driver.fit()
+
+
+def training_config(ctx: RunContext, **defaults) -> TrainingConfig:
+    """The protocol's ``[training]`` table as a validated :class:`TrainingConfig` (seed from ``--seed``)."""
+    section = dict(ctx.protocol.section("training"), seed=ctx.seed)
+    return TrainingConfig.from_section(section, **defaults)
 
 
 def require_int(section: dict, key: str, default: int, minimum: int, where: str) -> int:

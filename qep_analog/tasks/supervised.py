@@ -1,9 +1,8 @@
 """Supervised tasks: the phase sensor (Wanjura–Marquardt) and the Ising classifier (Scellier).
 
-Both train θ with :class:`~qep_analog.learning.trainer.QEPTrainer` (QEP gradients of the
-protocol's ``[gradient]`` section, Adam/SGD of ``[training]``) plus a learning-rate schedule
-(``training.schedule`` = constant | exponential | cosine, from ``learning_rate`` to
-``final_learning_rate``). Extra results:
+Both are a :class:`SpinTask` (QEP gradients of the protocol's ``[gradient]`` section on a batch,
+exact test metrics, measured validation metrics) run by the one driver with the ``[training]``
+keys. Extra results:
 
 * ``phase-sensor``: max-choice and single-shot test accuracy, the crossings the policy touched,
   the cumulative state preparations, and the predicted phase on a grid over the triangle
@@ -15,144 +14,124 @@ protocol's ``[gradient]`` section, Adam/SGD of ``[training]``) plus a learning-r
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from scipy.optimize import minimize
 
+from qep_analog.equilibrium.base import EquilibriumBackend
 from qep_analog.errors import QepValueError
-from qep_analog.learning.optimizers import make_optimizer
-from qep_analog.learning.trainer import QEPTrainer, evaluate
+from qep_analog.executor import Executor
+from qep_analog.learning.driver import Draw, Driver, StepEstimate, TrainingConfig, default_initial_theta
+from qep_analog.learning.evaluation import evaluate, validate
+from qep_analog.learning.gradient import GradientConfig, estimate_gradient
+from qep_analog.models.hamiltonian import Hamiltonian
 from qep_analog.models.spin_models import PHASES, cluster_ising_phase
-from qep_analog.protocol import build_backend, build_data, build_gradient_config, build_model
-from qep_analog.tasks.common import RunContext, learning_rate_at, require_int, require_positive
-
-_TRAINING_KEYS = ("optimizer", "learning_rate", "batch_size", "steps", "seed", "eval_every", "metric",
-                  "init_scale", "bounds", "checkpoint_every", "theta0", "schedule", "final_learning_rate", "average",
-                  "validation", "validation_shots", "validate_every")
+from qep_analog.tasks.build import build_backend, build_data, build_gradient_config, build_model
+from qep_analog.tasks.common import RunContext, drive, require_int
 
 
-def build_trainer(ctx: RunContext, hamiltonian, backend, config) -> QEPTrainer:
-    tr = ctx.protocol.section("training")
-    steps = require_int(tr, "steps", 100, 1, "training")
-    lr = require_positive(tr, "learning_rate", 0.01, "training")
-    final_lr = tr.get("final_learning_rate")
-    if final_lr is not None:
-        require_positive(tr, "final_learning_rate", 1.0, "training")
-    schedule = tr.get("schedule", "constant")
-    learning_rate_at(0, steps, initial=lr, final=final_lr, schedule=schedule)  # validates the name
-    bounds = tr.get("bounds")
-    if bounds is not None:
-        if len(bounds) != 2 or not all(isinstance(b, (int, float)) for b in bounds) or not bounds[0] < bounds[1]:
-            raise QepValueError(f"'training.bounds' must be [low, high] with low < high, not {bounds!r}")
-        bounds = (float(bounds[0]), float(bounds[1]))
-    average = tr.get("average")  # range checked by QEPTrainer
-    n_val = require_int(tr, "validation", 0, 0, "training")
-    val_shots = tr.get("validation_shots", config.shots)
-    if val_shots is not None:
-        val_shots = require_int(tr, "validation_shots", 1, 1, "training")
-    return QEPTrainer(
-        hamiltonian=hamiltonian, backend=backend, gradient=config,
-        optimizer=make_optimizer(tr.get("optimizer", "adam"), learning_rate=lr),
-        batch_size=require_int(tr, "batch_size", 10, 1, "training"), n_steps=steps, seed=ctx.seed,
-        eval_every=require_int(tr, "eval_every", max(steps // 10, 1), 1, "training"),
-        theta0=tr.get("theta0"), init_scale=float(tr.get("init_scale", 0.1)), bounds=bounds,
-        metric=tr.get("metric", "argmax"), average=None if average is None else float(average),
-        selection="best-validation" if n_val > 0 else "last", validation_shots=val_shots,
-        validate_every=None if "validate_every" not in tr else require_int(tr, "validate_every", 1, 1, "training"),
-    )
+@dataclass(kw_only=True)
+class SpinTask:
+    """A supervised spin network: QEP gradients of a batch, exact test metrics, measured validation.
+
+    ``gradient`` seeds the batch's shot noise from ``SeedSequence([seed, step])``; validation (if
+    ``validation_targets`` are given) scores measured outputs, ``validation_shots`` per setting.
+    """
+
+    hamiltonian: Hamiltonian
+    backend: EquilibriumBackend
+    config: GradientConfig
+    inputs: np.ndarray | None
+    targets: np.ndarray
+    test_inputs: np.ndarray | None = None
+    test_targets: np.ndarray | None = None
+    validation_inputs: np.ndarray | None = None
+    validation_targets: np.ndarray | None = None
+    validation_shots: int | None = None
+    metric: str = "argmax"
+    executor: Executor | None = None
+
+    @property
+    def parameter_names(self) -> tuple[str, ...]:
+        return tuple(self.hamiltonian.parameter_names)
+
+    @property
+    def n_samples(self) -> int:
+        return len(self.targets)
+
+    def initial_theta(self, config: TrainingConfig) -> np.ndarray:
+        if config.theta0 is not None:
+            return self.hamiltonian.theta_vector(config.theta0)
+        return default_initial_theta(self, config)
+
+    def gradient(self, theta: np.ndarray, batch: np.ndarray, draw: Draw) -> StepEstimate:
+        est = estimate_gradient(self.hamiltonian, self.backend, theta,
+                                None if self.inputs is None else self.inputs[batch], self.targets[batch],
+                                self.config, seed=draw.sequence(), executor=self.executor)
+        return StepEstimate.from_estimate(est)
+
+    def evaluate(self, theta: np.ndarray) -> dict:
+        if self.test_targets is None:
+            return {}
+        metrics = evaluate(self.hamiltonian, self.backend, theta, self.test_inputs, self.test_targets, self.config,
+                           self.metric)
+        return {f"test_{k}": v for k, v in metrics.items()}
+
+    def validate(self, theta: np.ndarray, rng: np.random.Generator) -> dict:
+        if self.validation_targets is None or len(self.validation_targets) == 0:
+            raise QepValueError("'training.validation' needs a non-empty validation set")
+        return validate(self.hamiltonian, self.backend, theta, self.validation_inputs, self.validation_targets,
+                        self.config, shots=self.validation_shots, rng=rng, metric=self.metric)
+
+    def outputs(self, theta: np.ndarray, inputs) -> np.ndarray:
+        """Exact ⟨O_ℓ⟩ of the prepared states at each input row."""
+        h = self.hamiltonian
+        return np.array([h.output_expectations(self.backend.prepare(h, theta, h.input_vector(x)).state)
+                         for x in inputs])
 
 
-def split_validation(ctx: RunContext, data) -> tuple:
-    """(inputs, targets, validation inputs, validation targets): the last ``training.validation``
-    training samples are held out (the samples are i.i.d., so the last ones are a random subset)."""
-    n_val = require_int(ctx.protocol.section("training"), "validation", 0, 0, "training")
+def split_validation(n_validation: int, data) -> tuple:
+    """(inputs, targets, validation inputs, validation targets): the last ``n_validation`` training
+    samples are held out (the samples are i.i.d., so the last ones are a random subset)."""
     x, t = data.inputs, data.targets
-    if n_val == 0:
+    if n_validation == 0:
         return x, t, None, None
-    if n_val >= len(t):
-        raise QepValueError(f"'training.validation' must be smaller than the {len(t)} training samples, not {n_val}")
-    k = len(t) - n_val
+    if n_validation >= len(t):
+        raise QepValueError(f"'training.validation' must be smaller than the {len(t)} training samples, "
+                            f"not {n_validation}")
+    k = len(t) - n_validation
     return (None if x is None else x[:k]), t[:k], (None if x is None else x[k:]), t[k:]
 
 
-def _train(ctx: RunContext) -> tuple[QEPTrainer, object, object]:
-    """Build model/data/backend/trainer from the protocol, fit with checkpoints and a progress bar."""
+def _train(ctx: RunContext) -> tuple[Driver, SpinTask, object]:
+    """Build model/data/backend/task from the protocol and run the driver."""
+    from qep_analog.tasks.common import training_config
+
     p = ctx.protocol
     h = build_model(p)
     data = build_data(p, h)
     config = build_gradient_config(p)
-    backend = build_backend(p)
-    trainer = build_trainer(ctx, h, backend, config)
-    tr = p.section("training")
-    lr0, lr1 = trainer.optimizer.learning_rate, tr.get("final_learning_rate")
-    schedule = tr.get("schedule", "constant")
-
-    def lr_at(step: int) -> float:
-        return learning_rate_at(step, trainer.n_steps, initial=lr0, final=lr1, schedule=schedule)
-
-    state = ctx.load_checkpoint()
-    if state is not None:
-        trainer.load_state_dict(state["trainer"])
-    trainer.optimizer.learning_rate = lr_at(trainer.step_)
-    bar = ctx.progress_bar(trainer.n_steps, trainer.step_, f"{ctx.task} ({p.section('protocol').get('name', '')})")
-    running = {"loss": None, "acc": None}
-    for rec in trainer.history_:
-        _update_running(running, rec)
-
-    def callback(tr_: QEPTrainer, record: dict) -> None:
-        record["learning_rate"] = tr_.optimizer.learning_rate
-        tr_.optimizer.learning_rate = lr_at(tr_.step_)
-        _update_running(running, record)
-        post = {"loss": f"{running['loss']:.4f}"}
-        if running["acc"] is not None:
-            post["acc"] = f"{running['acc']:.3f}"
-        bar.update(1)
-        bar.set_postfix(post)
-        ctx.step_done(tr_.step_, tr_.n_steps, lambda: {"trainer": tr_.state_dict()})
-
-    trainer.callback = callback
-    x, t, x_val, t_val = split_validation(ctx, data)
-    try:
-        trainer.fit(x, t, test_inputs=data.test_inputs, test_targets=data.test_targets,
-                    validation_inputs=x_val, validation_targets=t_val)
-    finally:
-        bar.close()
-    return trainer, data, config
+    training = training_config(ctx)
+    x, t, x_val, t_val = split_validation(training.validation, data)
+    task = SpinTask(hamiltonian=h, backend=build_backend(p), config=config, inputs=x, targets=t,
+                    test_inputs=data.test_inputs, test_targets=data.test_targets, validation_inputs=x_val,
+                    validation_targets=t_val, metric=training.metric,
+                    validation_shots=training.validation_shots if training.validation_shots is not None
+                    else config.shots)
+    return drive(ctx, task), task, data
 
 
-def _update_running(running: dict, record: dict) -> None:
-    loss = record["batch_loss"]
-    running["loss"] = loss if running["loss"] is None else 0.9 * running["loss"] + 0.1 * loss
-    if "test_accuracy" in record:
-        running["acc"] = record["test_accuracy"]
-
-
-def _common_final(trainer: QEPTrainer, data, config) -> dict:
-    final = evaluate(trainer.hamiltonian, trainer.backend, trainer.parameters_, data.test_inputs,
-                     data.test_targets, config, trainer.metric) if data.test_targets is not None else {}
-    hist = trainer.history_
+def _common_final(driver: Driver, task: SpinTask, data) -> dict:
+    config, totals = task.config, driver.totals()
     return {
-        **{f"test_{k}": v for k, v in final.items()},
-        "steps": trainer.step_,
-        "samples_seen": trainer.step_ * min(trainer.batch_size, len(data.targets)),
-        "selected_step": trainer.best_step_,  # None without validation selection
-        "validation_preparations": int(sum(r.get("validation_preparations", 0) for r in hist)),
-        "preparations": sum(r["preparations"] or 0 for r in hist) if config.shots is not None else None,
-        "crossing_events": int(sum(r["crossings"] for r in hist)),
-        # distinct training samples the crossing policy touched (β shrunk and/or dropped)
-        "crossing_samples": int(sum(r.get("crossing_samples", 0) for r in hist)),
-        "samples_dropped": int(sum(r["dropped"] for r in hist)),
-        "final_batch_loss": hist[-1]["batch_loss"] if hist else None,
+        **task.evaluate(driver.parameters_),
+        **totals,
+        "samples_seen": driver.step_ * min(driver.config.batch_size, task.n_samples),
+        "preparations": totals["preparations"] if config.shots is not None else None,
         "objective": config.objective.name,
         "measurement": config.measurement if config.shots is not None else "exact-expectations",
     }
-
-
-def _last_iterate(trainer: QEPTrainer) -> dict:
-    """With parameter averaging or validation selection, ``theta`` is the average or the selected
-    θ; keep the last optimiser iterate too."""
-    if trainer.average is None and trainer.selection == "last":
-        return {}
-    return {"theta_last_iterate": dict(zip(trainer.hamiltonian.parameter_names, trainer.theta_.tolist(), strict=True))}
 
 
 def first_reaching(history: list[dict], key: str, level: float) -> dict | None:
@@ -173,21 +152,17 @@ def triangle_grid(resolution: int, total: float = 4.0) -> np.ndarray:
 
 
 def run_phase_sensor(ctx: RunContext) -> dict:
-    trainer, data, config = _train(ctx)
-    final = _common_final(trainer, data, config)
+    driver, task, data = _train(ctx)
+    final = _common_final(driver, task, data)
     for level in (0.9, 0.94):
-        final[f"reached_{level}"] = first_reaching(trainer.history_, "test_accuracy", level)
+        final[f"reached_{level}"] = first_reaching(driver.history_, "test_accuracy", level)
     res = require_int(ctx.protocol.section("task"), "plot_resolution", 20, 2, "task")
     grid = triangle_grid(res)
-    h, backend = trainer.hamiltonian, trainer.backend
-    outputs = np.array([h.output_expectations(backend.prepare(h, trainer.parameters_, h.input_vector(x)).state)
-                        for x in grid])
+    outputs = task.outputs(driver.parameters_, grid)
     exact = [PHASES.index(cluster_ising_phase(*g)) for g in grid]
     final["grid_accuracy"] = float(np.mean(np.argmax(outputs, axis=1) == np.array(exact)))
     return {
-        "history": trainer.history_, "final": final,
-        "theta": dict(zip(h.parameter_names, trainer.parameters_.tolist(), strict=True)),
-        **_last_iterate(trainer),
+        "history": driver.history_, "final": final, "theta": driver.named(), **driver.last_iterate(),
         "plot": {"grid": grid.tolist(), "outputs": outputs.tolist(), "exact": exact, "phases": list(PHASES)},
     }
 
@@ -220,15 +195,15 @@ def logistic_accuracy(weights: np.ndarray, x: np.ndarray, labels: np.ndarray) ->
 
 
 def run_classifier(ctx: RunContext) -> dict:
-    trainer, data, config = _train(ctx)
+    data = build_data(ctx.protocol, build_model(ctx.protocol))
     if data.inputs is None or data.test_inputs is None or data.targets.shape[1] != 1:
         raise QepValueError("task 'classifier' needs inputs, test data and exactly one ±1 output")
-    final = _common_final(trainer, data, config)
+    driver, task, data = _train(ctx)
+    final = _common_final(driver, task, data)
     l2 = float(ctx.protocol.section("task").get("baseline_l2", 1e-3))
     w = logistic_regression(data.inputs, data.targets, l2=l2)
     final["logistic_test_accuracy"] = logistic_accuracy(w, data.test_inputs, data.test_targets)
     final["logistic_train_accuracy"] = logistic_accuracy(w, data.inputs, data.targets)
-    h, backend = trainer.hamiltonian, trainer.backend
     plot = {"test_inputs": data.test_inputs.tolist(), "test_targets": data.test_targets.ravel().tolist(),
             "logistic_weights": w.tolist()}
     if data.inputs.shape[1] == 2:
@@ -236,8 +211,7 @@ def run_classifier(ctx: RunContext) -> dict:
         lo = np.min(np.vstack([data.inputs, data.test_inputs]), axis=0) - 0.2
         hi = np.max(np.vstack([data.inputs, data.test_inputs]), axis=0) + 0.2
         g0, g1 = np.linspace(lo[0], hi[0], res), np.linspace(lo[1], hi[1], res)
-        out = [[float(h.output_expectations(backend.prepare(h, trainer.parameters_, h.input_vector([a, b])).state)[0])
-                for a in g0] for b in g1]
+        out = [task.outputs(driver.parameters_, [[a, b] for a in g0])[:, 0].tolist() for b in g1]
         plot.update(grid_x0=g0.tolist(), grid_x1=g1.tolist(), grid_output=out)
-    return {"history": trainer.history_, "final": final,
-            "theta": dict(zip(h.parameter_names, trainer.parameters_.tolist(), strict=True)), "plot": plot}
+    return {"history": driver.history_, "final": final, "theta": driver.named(), **driver.last_iterate(),
+            "plot": plot}

@@ -21,15 +21,63 @@ g_X = g_ZXZ with |g_ZZ| < 2|g_X|. Randomness (shots, if any) of start i, step s 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 
 from qep_analog.errors import QepValueError
+from qep_analog.learning.driver import Draw, StepEstimate
 from qep_analog.learning.gradient import estimate_gradient
-from qep_analog.protocol import build_backend, build_gradient_config, build_model
-from qep_analog.tasks.common import RunContext, require_int, require_positive
+from qep_analog.tasks.build import build_backend, build_gradient_config, build_model
+from qep_analog.tasks.common import RunContext, drive, require_int
 
 EXPLORATION_STARTS = [[-0.1, 0.4], [0.2, 0.9]]
 SENSITIVITY_STARTS = [[-0.2, -1.5, -1.5], [-0.5, 0.3, 1.0]]
+
+
+@dataclass(kw_only=True)
+class SliceWalk:
+    """Normalised ascent walks on the slice, one per start, as one driver task.
+
+    θ is the concatenation of the start points (one parameter group per start, so ``normalize``
+    gives each walk its own unit step); ``objective(i, point, draw)`` returns (value, ∇value,
+    counts) of walk i, and the driver descends −∇value. Shots of walk i at step s are seeded by
+    (seed, i, s).
+    """
+
+    starts: list[list[float]]
+    names: tuple[str, ...]
+    objective: Callable[[int, np.ndarray, Draw], tuple[float, np.ndarray, dict]]
+    n_samples: int = 0
+    record_parameters: bool = True
+
+    @property
+    def parameter_names(self) -> tuple[str, ...]:
+        return tuple(f"start{i}.{n}" for i in range(len(self.starts)) for n in self.names)
+
+    def parameter_groups(self) -> dict[str, np.ndarray]:
+        w = len(self.names)
+        return {f"start{i}": np.arange(i * w, (i + 1) * w) for i in range(len(self.starts))}
+
+    def initial_theta(self, config) -> np.ndarray:
+        return np.array([v for s in self.starts for v in s], dtype=float)
+
+    def gradient(self, theta: np.ndarray, batch, draw: Draw) -> StepEstimate:
+        w = len(self.names)
+        direction, values, counts = np.zeros_like(theta), {}, {"preparations": 0, "crossings": 0, "dropped": 0}
+        for i in range(len(self.starts)):
+            value, grad, info = self.objective(i, theta[i * w:(i + 1) * w], draw)
+            direction[i * w:(i + 1) * w] = -grad
+            values[f"value_{i}"] = value
+            for key in counts:
+                counts[key] += info[key]
+        return StepEstimate(gradient=direction, loss=-float(np.mean(list(values.values()))), extras=values, **counts)
+
+    def trajectories(self, history: list[dict]) -> list[list[list[float]]]:
+        w = len(self.names)
+        return [[list(s)] + [r["theta"][i * w:(i + 1) * w] for r in history if "theta" in r]
+                for i, s in enumerate(self.starts)]
 
 
 def _setup(ctx: RunContext, width: int, default_starts):
@@ -44,13 +92,14 @@ def _setup(ctx: RunContext, width: int, default_starts):
                             f"not {config.loss!r}")
     starts = p.section("task").get("starts", default_starts)
     if not starts or any(not isinstance(s, list) or len(s) != width
-                         or not all(isinstance(v, (int, float)) for v in s) for s in starts):
+                         or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
+                                    for v in s) for s in starts):
         raise QepValueError(f"'task.starts' must be a list of [{'g_x, g_zz' if width == 2 else 'g_x1, g_x2, g_zz'}] "
                             f"points, not {starts!r}")
-    tr = p.section("training")
-    steps = require_int(tr, "steps", 100, 1, "training")
-    lr = require_positive(tr, "learning_rate", 0.1, "training")
-    return h, config, build_backend(p), [list(map(float, s)) for s in starts], steps, lr
+    return h, config, build_backend(p), [list(map(float, s)) for s in starts]
+
+
+_WALK_DEFAULTS = {"optimizer": "sgd", "normalize": True, "learning_rate": 0.1, "steps": 100}
 
 
 def _value_and_gradient(h, backend, config, g_x: float, g_zz: float, seed) -> tuple[float, np.ndarray, dict]:
@@ -60,69 +109,33 @@ def _value_and_gradient(h, backend, config, g_x: float, g_zz: float, seed) -> tu
     names = h.parameter_names
     grad = np.array([est.gradient[names.index("g_x")], est.gradient[names.index("g_zz")]])
     info = {"crossings": len(est.crossings), "dropped": est.samples_dropped,
-            "preparations": est.preparations or 0,
-            "degenerate": any(c.get("kind") == "degenerate" for c in est.crossings)}
+            "preparations": est.preparations or 0}
     return float(est.loss), grad, info
 
 
-def _normalised(direction: np.ndarray) -> np.ndarray:
-    norm = float(np.linalg.norm(direction))
-    return direction / norm if norm > 0 and np.isfinite(norm) else np.zeros_like(direction)
-
-
-def _loop(ctx: RunContext, starts, steps: int, step_fn, record_fn) -> dict:
-    """Run ``steps`` steps from every start with checkpoints; ``step_fn(i, point, step)``."""
-    state = ctx.load_checkpoint() or {"step": 0, "points": starts, "trajectories": [[s] for s in starts],
-                                      "history": []}
-    bar = ctx.progress_bar(steps, state["step"], ctx.task)
-    try:
-        while state["step"] < steps:
-            s = state["step"]
-            record = {"step": s + 1, "preparations": 0, "crossings": 0, "dropped": 0}
-            for i, point in enumerate(state["points"]):
-                new, value, info = step_fn(i, np.array(point), s)
-                state["points"][i] = new.tolist()
-                state["trajectories"][i].append(new.tolist())
-                record[f"value_{i}"] = value
-                for key in ("preparations", "crossings", "dropped"):
-                    record[key] += info[key]
-            record["batch_loss"] = -float(np.mean([record[f"value_{i}"] for i in range(len(starts))]))
-            state["history"].append(record)
-            state["step"] = s + 1
-            bar.update(1)
-            bar.set_postfix({"objective": f"{-record['batch_loss']:.4f}"})
-            ctx.step_done(state["step"], steps, lambda: state)
-    finally:
-        bar.close()
-    return record_fn(state)
+def _value(h, backend, g_x: float, g_zz: float) -> float:
+    theta = h.theta_vector({"g_x": g_x, "g_zz": g_zz})
+    return float(h.output_expectations(backend.prepare(h, theta, None).state)[0])
 
 
 def run_exploration(ctx: RunContext) -> dict:
-    h, config, backend, starts, steps, lr = _setup(ctx, 2, EXPLORATION_STARTS)
+    h, config, backend, starts = _setup(ctx, 2, EXPLORATION_STARTS)
 
-    def step_fn(i, point, s):
+    def objective(i, point, draw):
         g_x, g_zz = point
-        value, grad, info = _value_and_gradient(h, backend, config, g_x, g_zz,
-                                                np.random.SeedSequence([ctx.seed, i, s]))
-        return point + lr * _normalised(grad), value, info
+        return _value_and_gradient(h, backend, config, g_x, g_zz, np.random.SeedSequence([draw.seed, i, draw.step]))
 
-    def record_fn(state):
-        finals = []
-        for traj in state["trajectories"]:
-            g_x, g_zz = traj[-1]
-            theta = h.theta_vector({"g_x": g_x, "g_zz": g_zz})
-            finals.append({"g_x": g_x, "g_zz": g_zz, "value": float(h.output_expectations(
-                backend.prepare(h, theta, None).state)[0]), "start": traj[0]})
-        final = {"points": finals, "steps": state["step"],
-                 "max_abs_final_g_zz": max(abs(f["g_zz"]) for f in finals),
-                 "min_final_value": min(f["value"] for f in finals),
-                 "crossing_events": int(sum(r["crossings"] for r in state["history"]))}
-        return {"history": state["history"], "final": final,
-                "plot": {"trajectories": state["trajectories"], "kind": "exploration"}}
-
-    result = _loop(ctx, starts, steps, step_fn, record_fn)
-    result["plot"].update(_slice_map(ctx, h, backend, result["plot"]["trajectories"]))
-    return result
+    walk = SliceWalk(starts=starts, names=("g_x", "g_zz"), objective=objective)
+    driver = drive(ctx, walk, **_WALK_DEFAULTS)
+    trajectories = walk.trajectories(driver.history_)
+    finals = [{"g_x": t[-1][0], "g_zz": t[-1][1], "value": _value(h, backend, *t[-1]), "start": t[0]}
+              for t in trajectories]
+    final = {"points": finals, "steps": driver.step_,
+             "max_abs_final_g_zz": max(abs(f["g_zz"]) for f in finals),
+             "min_final_value": min(f["value"] for f in finals),
+             "crossing_events": driver.totals()["crossing_events"]}
+    plot = {"trajectories": trajectories, "kind": "exploration", **_slice_map(ctx, h, backend, trajectories)}
+    return {"history": driver.history_, "final": final, "theta": driver.named(), "plot": plot}
 
 
 def _g_zxz(ctx: RunContext) -> float:
@@ -130,40 +143,36 @@ def _g_zxz(ctx: RunContext) -> float:
 
 
 def run_sensitivity(ctx: RunContext) -> dict:
-    h, config, backend, starts, steps, lr = _setup(ctx, 3, SENSITIVITY_STARTS)
+    h, config, backend, starts = _setup(ctx, 3, SENSITIVITY_STARTS)
     for s in starts:
         if s[0] == s[1]:
             raise QepValueError(f"'task.starts': the two g_x of a sensitivity start must differ, not {s}")
 
-    def step_fn(i, point, s):
+    def objective(i, point, draw):
         x1, x2, z = point
-        seeds = np.random.SeedSequence([ctx.seed, i, s]).spawn(2)
+        seeds = np.random.SeedSequence([draw.seed, i, draw.step]).spawn(2)
         a1, g1, info1 = _value_and_gradient(h, backend, config, x1, z, seeds[0])
         a2, g2, info2 = _value_and_gradient(h, backend, config, x2, z, seeds[1])
         delta = x2 - x1
         slope = (a2 - a1) / delta
         grad = np.array([(slope - g1[0]) / delta, (g2[0] - slope) / delta, (g2[1] - g1[1]) / delta])
         info = {k: info1[k] + info2[k] for k in ("preparations", "crossings", "dropped")}
-        return point + lr * np.sign(slope) * _normalised(grad), abs(slope), info
+        return abs(slope), np.sign(slope) * grad, info  # ∇|S| = sign(S) ∇S
 
-    def record_fn(state):
-        finals = []
-        for traj in state["trajectories"]:
-            x1, x2, z = traj[-1]
-            vals = [float(h.output_expectations(backend.prepare(
-                h, h.theta_vector({"g_x": x, "g_zz": z}), None).state)[0]) for x in (x1, x2)]
-            mid = 0.5 * (x1 + x2)
-            finals.append({"g_x1": x1, "g_x2": x2, "g_zz": z, "slope": (vals[1] - vals[0]) / (x2 - x1),
-                           "start": traj[0], "distance_to_boundary": boundary_distance(mid, z, _g_zxz(ctx))})
-        final = {"points": finals, "steps": state["step"],
-                 "max_distance_to_boundary": max(f["distance_to_boundary"] for f in finals),
-                 "crossing_events": int(sum(r["crossings"] for r in state["history"]))}
-        return {"history": state["history"], "final": final,
-                "plot": {"trajectories": state["trajectories"], "kind": "sensitivity"}}
-
-    result = _loop(ctx, starts, steps, step_fn, record_fn)
-    result["plot"].update(_slice_map(ctx, h, backend, result["plot"]["trajectories"]))
-    return result
+    walk = SliceWalk(starts=starts, names=("g_x1", "g_x2", "g_zz"), objective=objective)
+    driver = drive(ctx, walk, **_WALK_DEFAULTS)
+    trajectories = walk.trajectories(driver.history_)
+    finals = []
+    for traj in trajectories:
+        x1, x2, z = traj[-1]
+        vals = [_value(h, backend, x, z) for x in (x1, x2)]
+        finals.append({"g_x1": x1, "g_x2": x2, "g_zz": z, "slope": (vals[1] - vals[0]) / (x2 - x1),
+                       "start": traj[0], "distance_to_boundary": boundary_distance(0.5 * (x1 + x2), z, _g_zxz(ctx))})
+    final = {"points": finals, "steps": driver.step_,
+             "max_distance_to_boundary": max(f["distance_to_boundary"] for f in finals),
+             "crossing_events": driver.totals()["crossing_events"]}
+    plot = {"trajectories": trajectories, "kind": "sensitivity", **_slice_map(ctx, h, backend, trajectories)}
+    return {"history": driver.history_, "final": final, "theta": driver.named(), "plot": plot}
 
 
 G_ZXZ = -0.5
@@ -187,8 +196,7 @@ def _slice_map(ctx: RunContext, h, backend, trajectories) -> dict:
 
     def grid(x_range, z_range):
         g_x, g_zz = np.linspace(*x_range, res), np.linspace(*z_range, res)
-        values = [[float(h.output_expectations(backend.prepare(
-            h, h.theta_vector({"g_x": a, "g_zz": b}), None).state)[0]) for a in g_x] for b in g_zz]
+        values = [[_value(h, backend, a, b) for a in g_x] for b in g_zz]
         return {"g_x": g_x.tolist(), "g_zz": g_zz.tolist(), "value": values}
 
     out = {"g_zxz": _g_zxz(ctx), "maps": [grid((-1.6, 1.6), (-1.6, 1.6))]}

@@ -16,15 +16,15 @@ from qep_analog.learning.oscillator import (
     combine,
     exact_gradient,
     finite_difference_gradient,
-    make_regression_task,
     mean_loss_and_gradient,
     objective_value,
     optimum_mean_loss,
     qep_gradient,
-    run_oscillator_protocol,
 )
 from qep_analog.models.oscillator import OscillatorNetwork, layered_network
-from qep_analog.protocol import load_protocol, validate
+from qep_analog.protocol import validate
+from qep_analog.tasks.oscillator import make_regression_task
+from qep_analog.train import run_training
 
 NET = OscillatorNetwork(
     n_nodes=4,
@@ -194,40 +194,42 @@ def test_dataset_loss_gradient_and_constrained_optimum():
     assert loss_out > 1e-2
 
 
-def test_tiny_protocol_run_learns_and_reports():
-    """The shipped protocol file, loaded by the project's loader, in a tiny configuration."""
-    protocol = load_protocol(Path(__file__).parents[2] / "protocols" / "oscillator_regression.toml")
-    config = protocol.sections
-    config["oscillator"]["network"].update(n_inputs=2, n_outputs=1, n_hidden=1)
-    config["oscillator"]["task"].update(n_train=16, n_test=16)
-    config["oscillator"]["training"].update(steps=40, batch_size=4, shots=50, eval_every=20)
-    config["oscillator"]["optimum"].update(restarts=1)
-    result = run_oscillator_protocol(config, seed=3)
-    json.dumps(result)
-    history = result["history"]
-    assert history["step"] == [0, 20, 40]
-    assert history["train_mean_loss"][-1] < 0.5 * history["train_mean_loss"][0]
-    assert result["optimum_error"] <= result["final_error"] + 1e-12
-    assert result["target_inside_hull"]
+def test_tiny_protocol_run_learns_and_reports(tmp_path):
+    """The shipped protocol file through ``qep-analog train``'s driver, in a tiny configuration."""
+    protocol = Path(__file__).parents[2] / "protocols" / "oscillator_regression.toml"
+    sets = ["oscillator.network.n_inputs=2", "oscillator.network.n_outputs=1", "oscillator.network.n_hidden=1",
+            "oscillator.task.n_train=16", "oscillator.task.n_test=16", "oscillator.optimum.restarts=1",
+            "training.steps=40", "training.batch_size=4", "gradient.shots=50", "training.eval_every=20",
+            "training.final_learning_rate=0.01"]
+    result = run_training(protocol, out_dir=tmp_path / "a", seed=3, overrides=sets, progress=False)
+    json.dumps(result["history"])
+    evaluated = [r for r in result["history"] if "train_mean_loss" in r]
+    assert [r["step"] for r in evaluated] == [0, 20, 40]
+    assert evaluated[-1]["train_mean_loss"] < 0.5 * evaluated[0]["train_mean_loss"]
+    final = result["final"]
+    assert final["optimum_train_mean_loss"] <= final["train_mean_loss"] + 1e-12
+    assert final["target_inside_hull"]
     n_edges = layered_network(2, 1, n_hidden=1).n_parameters
-    assert result["preparations"] == 40 * 4 * 3 * 50  # steps × batch × 3 phases × shots
-    assert len(result["parameters"]) == n_edges
-    assert all(v >= config["oscillator"]["training"]["k_min"] for v in result["parameters"].values())
-    again = run_oscillator_protocol(config, seed=3)
-    assert again["final_error"] == result["final_error"]
+    assert final["preparations"] == 40 * 4 * 3 * 50  # steps × batch × 3 phases × shots
+    assert len(result["theta"]) == n_edges
+    assert all(v >= 0.01 for v in result["theta"].values())  # training.bounds = [0.01, 100]
+    again = run_training(protocol, out_dir=tmp_path / "b", seed=3, overrides=sets, progress=False)
+    assert again["final"]["train_mean_loss"] == final["train_mean_loss"]
 
 
-def test_protocol_rejects_bad_configuration():
-    with pytest.raises(QepValueError, match="bogus"):
-        run_oscillator_protocol({"bogus": 1}, seed=0)
+def test_protocol_rejects_bad_configuration(tmp_path):
+    protocol = Path(__file__).parents[2] / "protocols" / "oscillator_regression.toml"
+    with pytest.raises(QepValueError, match="oscillator.bogus"):
+        validate({"oscillator": {"bogus": 1}})
     with pytest.raises(QepValueError, match="oscillator.task.n_train"):
         validate({"oscillator": {"task": {"n_train": 2.5}}})
     with pytest.raises(QepValueError, match="training.stepz"):
-        run_oscillator_protocol({"training": {"stepz": 3}}, seed=0)
-    with pytest.raises(QepValueError, match="training.beta"):
-        run_oscillator_protocol({"training": {"beta": "big"}}, seed=0)
-    with pytest.raises(QepValueError, match="training.nudge"):
-        run_oscillator_protocol({"training": {"nudge": "springs"}}, seed=0)
+        run_training(protocol, out_dir=tmp_path / "x", overrides=["training.stepz=3"], progress=False)
+    with pytest.raises(QepValueError, match="gradient.nudge"):
+        run_training(protocol, out_dir=tmp_path / "x", overrides=["gradient.nudge='springs'"], progress=False)
+    with pytest.raises(QepValueError, match="gradient.loss"):
+        run_training(protocol, out_dir=tmp_path / "x", overrides=["gradient.loss='mse'"], progress=False)
+    assert not (tmp_path / "x").exists()
     with pytest.raises(QepValueError, match="shots"):
         qep_gradient(NET, THETA, X, Y, nudge="error-signal", estimator="symmetric", beta=0.1,
                      shots=-3, rng=np.random.default_rng(0))
