@@ -22,7 +22,7 @@ from qep_analog.models.pauli import PauliProduct, PauliSum, ProductTable, check_
 
 Role = Literal["fixed", "input", "trainable"]
 ROLES: tuple[str, ...] = ("fixed", "input", "trainable")
-MAX_QUBITS = 24
+MAX_QUBITS = 1024  # declared models; dense lowering stops at DENSE_MAX_QUBITS (models.pauli)
 
 
 @dataclass(frozen=True, kw_only=True)

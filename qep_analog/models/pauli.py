@@ -25,6 +25,7 @@ import scipy.sparse as sp
 from qep_analog.errors import QepValueError
 
 LETTERS = ("X", "Y", "Z", "n")
+DENSE_MAX_QUBITS = 24
 _TOKEN = re.compile(r"^([A-Za-z]+)(\d+)$")
 
 
@@ -237,6 +238,9 @@ class ProductTable:
     """
 
     def __init__(self, products: Iterable[PauliProduct], n_qubits: int):
+        if n_qubits > DENSE_MAX_QUBITS:
+            raise QepValueError(f"a dense (2^N) lowering needs n_qubits ≤ {DENSE_MAX_QUBITS}, not {n_qubits}; "
+                                f"use a matrix-product backend ('mps') for larger models")
         self.products = tuple(products)
         self.n_qubits = n_qubits
         self.xmasks = np.array([p.xmask(n_qubits) for p in self.products], dtype=np.int64)

@@ -1,0 +1,172 @@
+"""The ``mps`` backend: ground states of 50–100-qubit models by quimb's two-site DMRG on a compressed MPO.
+
+    H(θ, x) + nudge = Σ_t w_t P_t + Σ_j ν_j Q_j + c     (any model of Pauli/occupation terms, e.g. the
+    Rydberg array H = Σ (Ω/2) X_i − Σ δ_i n_i + Σ C6/r_ij⁶ n_i n_j, Ω, δ in rad/µs)
+
+Per call: the model is lowered to an MPO once per (θ, x) and compressed (:mod:`.mpo`); the nudge is
+lowered with it. DMRG2 (``quimb.tensor.DMRG2``) sweeps with bond dimensions growing to ``max_bond``,
+singular-value ``cutoff``, until the energy changes by less than ``energy_tol`` (rad/µs, absolute)
+between sweeps or ``max_sweeps`` is reached. Nudged phases start from the free MPS of the same sample
+(``reference``), at full bond, and typically converge in 2–3 sweeps.
+
+What ``info`` records, and when a state is flagged (``info["flags"]``, read by the crossing policy):
+
+* ``sweeps``, ``converged`` — flag ``"not-converged"`` when ``max_sweeps`` ran out;
+* ``variance`` = ⟨H²⟩ − ⟨H⟩² (rad/µs)², the convergence certificate: for an eigenstate it is 0, and
+  |E − E_exact| ≤ variance / gap. Flag ``"variance"`` when it exceeds ``variance_tol`` × N;
+* ``truncation`` — the smallest kept Schmidt weight λ²_min over the bonds that reached ``max_bond``
+  (0 when no bond did); when it exceeds ``truncation_tol`` the state needed a larger bond than allowed:
+  flag ``"truncation"``;
+* ``max_bond_reached``, ``max_entropy`` (von Neumann, nats), ``mpo_bond`` (after compression),
+  ``qubit_order`` and ``order`` (how it was chosen), ``time_s`` and ``warm_start``.
+
+The gap is not computed (``nan``); only the ground state (``eigenstate="ground"``) is supported.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from qep_analog.equilibrium.base import EquilibriumState, register_backend
+from qep_analog.equilibrium.mpo import build_mpo, check_order, fiedler_order, model_terms, snake_order, term_weights
+from qep_analog.equilibrium.mps_state import MPSState, from_quimb
+from qep_analog.errors import QepValueError
+from qep_analog.models.hamiltonian import Hamiltonian
+from qep_analog.models.pauli import PauliSum
+
+ORDERS = ("auto", "given", "snake", "fiedler")
+
+
+@dataclass(frozen=True, kw_only=True)
+class MPSBackend:
+    """Ground state by DMRG2 on a compressed MPO (see the module docstring).
+
+    ``order``: ``"auto"`` (snake path when register positions are known — ``positions_um`` or a
+    ``model`` with ``positions_um`` — else the Fiedler order of the coupling graph), ``"given"`` (the
+    model's qubit order), ``"snake"``, ``"fiedler"``, or an explicit permutation (site k = qubit order[k]).
+    """
+
+    max_bond: int = 128
+    cutoff: float = 1e-10
+    energy_tol: float = 1e-8
+    max_sweeps: int = 30
+    variance_tol: float = 1e-6
+    truncation_tol: float = 1e-8
+    mpo_cutoff: float = 1e-13
+    order: str | tuple[int, ...] = "auto"
+    positions_um: tuple | None = None
+    model: object | None = None
+    start_bond: int = 16
+    seed: int = 0
+    name: str = "mps"
+    _cache: dict = field(default_factory=dict, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.seed, (int, np.integer)):
+            raise QepValueError(f"'seed' must be an integer, not {self.seed!r}")
+        for key in ("max_bond", "max_sweeps", "start_bond"):
+            value = getattr(self, key)
+            if not isinstance(value, (int, np.integer)) or value < 1:
+                raise QepValueError(f"'{key}' must be a positive integer, not {value!r}")
+        for key in ("cutoff", "energy_tol", "variance_tol", "truncation_tol", "mpo_cutoff"):
+            value = getattr(self, key)
+            if not (isinstance(value, (int, float)) and np.isfinite(value) and value >= 0):
+                raise QepValueError(f"'{key}' must be a finite number ≥ 0, not {value!r}")
+        if isinstance(self.order, str):
+            if self.order not in ORDERS:
+                raise QepValueError(f"'order' must be one of {ORDERS} or a permutation, not {self.order!r}")
+        else:
+            object.__setattr__(self, "order", tuple(int(q) for q in self.order))
+        if self.positions_um is None and self.model is not None and hasattr(self.model, "positions_um"):
+            object.__setattr__(self, "positions_um", tuple(map(tuple, np.asarray(self.model.positions_um))))
+
+    # ------------------------------------------------------------------ lowering
+    def site_order(self, hamiltonian: Hamiltonian, weights: np.ndarray) -> tuple[list[int], str]:
+        """(qubit on each MPS site, how the order was chosen), fixed per model structure (cached)."""
+        cache = hamiltonian._cache
+        key = ("mps_order", self.order, self.positions_um)
+        if key not in cache:
+            n = hamiltonian.n_qubits
+            method = self.order if isinstance(self.order, str) else "explicit"
+            if method == "auto":
+                method = "snake" if self.positions_um is not None else "fiedler"
+            if method == "given":
+                order = list(range(n))
+            elif method == "snake":
+                if self.positions_um is None:
+                    raise QepValueError("order 'snake' needs 'positions_um' (or a 'model' with positions)")
+                pos = np.asarray(self.positions_um, dtype=float)
+                if pos.shape[0] != n:
+                    raise QepValueError(f"'positions_um' has {pos.shape[0]} atoms but the model has {n} qubits")
+                order = snake_order(pos)
+            elif method == "fiedler":
+                order = fiedler_order(hamiltonian, weights)
+            else:
+                order = check_order(self.order, n)
+            cache[key] = (order, method)
+        return cache[key]
+
+    def mpo(self, hamiltonian: Hamiltonian, theta, x, nudge: PauliSum | None = None):
+        """(compressed quimb MPO of H(θ, x) + nudge over the MPS sites, constant, site order, order method)."""
+        weights = term_weights(hamiltonian, theta, x)
+        order, method = self.site_order(hamiltonian, weights)
+        terms, constant = model_terms(hamiltonian, weights, nudge)
+        return build_mpo(terms, hamiltonian.n_qubits, order, compress_cutoff=self.mpo_cutoff), constant, order, method
+
+    # ------------------------------------------------------------------ solve
+    def prepare(self, hamiltonian: Hamiltonian, theta, x=None, nudge: PauliSum | None = None,
+                reference: EquilibriumState | None = None) -> MPSState:
+        import quimb.tensor as qtn
+
+        if hamiltonian.n_qubits < 2:
+            raise QepValueError("the 'mps' backend needs at least 2 qubits")
+        start = time.perf_counter()
+        mpo, constant, order, method = self.mpo(hamiltonian, theta, x, nudge)
+        lowered = time.perf_counter()
+        warm = isinstance(reference, MPSState) and tuple(reference.order) == tuple(order)
+        if warm:
+            p0 = reference.to_quimb()
+            bond_dims = [self.max_bond]
+        else:  # a seeded random start: bitwise reproducible, and free of the symmetries of product states
+            p0 = qtn.MPS_rand_state(hamiltonian.n_qubits, bond_dim=min(self.start_bond, self.max_bond),
+                                    seed=self.seed, dtype=complex if _is_complex(mpo) else float)
+            bond_dims = sorted({min(self.start_bond * 2**k, self.max_bond) for k in range(16)})
+        dmrg = qtn.DMRG2(mpo, bond_dims=bond_dims, cutoffs=self.cutoff, p0=p0)
+        converged = bool(dmrg.solve(tol=self.energy_tol, max_sweeps=self.max_sweeps, verbosity=0))
+        solved = time.perf_counter()
+        psi = dmrg.state
+        psi.normalize()
+        energy = float(np.real(dmrg.energy))
+        h2 = float(np.real(qtn.expec_TN_1D(psi.H, mpo, mpo, psi)))
+        variance = max(h2 - energy**2, 0.0)
+        state = from_quimb(psi, order, kind="eigenstate", energy=energy + constant, gap=float("nan"), info={})
+        spectra = state.schmidt_spectra()
+        saturated = [s for s in spectra if s.size >= self.max_bond]
+        truncation = max((float(s[-1] ** 2) for s in saturated), default=0.0)
+        entropies = [float(-np.sum(w * np.log(w))) for w in (s[s > 0] ** 2 for s in spectra)]
+        flags = []
+        if not converged:
+            flags.append("not-converged")
+        if variance > self.variance_tol * hamiltonian.n_qubits:
+            flags.append("variance")
+        if truncation > self.truncation_tol:
+            flags.append("truncation")
+        state.info.update(
+            method="dmrg2", sweeps=len(dmrg.energies), converged=converged, variance=variance,
+            variance_tol=self.variance_tol * hamiltonian.n_qubits, truncation=truncation,
+            max_bond=self.max_bond, max_bond_reached=state.max_bond, cutoff=self.cutoff,
+            energy_tol=self.energy_tol, max_entropy=max(entropies, default=0.0), mpo_bond=int(mpo.max_bond()),
+            qubit_order=list(order), order=method, warm_start=warm, flags=flags, degenerate=False,
+            time_s=time.perf_counter() - start, time_lowering_s=lowered - start, time_dmrg_s=solved - lowered,
+        )
+        return state
+
+
+def _is_complex(mpo) -> bool:
+    return any(np.iscomplexobj(t.data) for t in mpo.tensors)
+
+
+register_backend("mps", MPSBackend)
