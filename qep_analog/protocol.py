@@ -98,6 +98,9 @@ def validate(data: Mapping, source: str = "<memory>") -> Protocol:
             continue
         if section not in SCHEMA:
             known = sorted(set(SCHEMA) | set(_EXTRA_SECTIONS))
+            if not isinstance(content, Mapping):
+                raise QepValueError(f"{source}: top-level key '{section}' is outside any section; every key "
+                                    f"belongs to one of the sections {known}")
             raise QepValueError(f"{source}: unknown section [{section}]; known: {known}")
         if not isinstance(content, Mapping):
             raise QepValueError(f"{source}: [{section}] must be a table")

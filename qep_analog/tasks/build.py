@@ -77,10 +77,23 @@ def build_gradient_config(protocol: Protocol, **overrides):
 
     g = protocol.section("gradient")
     g.update({k: v for k, v in overrides.items() if v is not None})
-    fp, fn = g.pop("p_false_pos", 0.0), g.pop("p_false_neg", 0.0)
-    if fp or fn:
-        g["readout"] = ReadoutError(p_false_pos=fp, p_false_neg=fn)
-    return GradientConfig(**g)
+    where = f"{protocol.source}: [gradient]"
+    for key, (low, high) in GRADIENT_BOUNDS.items():
+        value = g.get(key)
+        if value is not None and not (isinstance(value, (int, float)) and low <= value <= high):
+            raise QepValueError(f"{where} 'gradient.{key}' must lie in [{low:g}, {high:g}], not {value!r}")
+    try:
+        fp, fn = g.pop("p_false_pos", 0.0), g.pop("p_false_neg", 0.0)
+        if fp or fn:
+            g["readout"] = ReadoutError(p_false_pos=fp, p_false_neg=fn)
+        return GradientConfig(**g)
+    except QepValueError as exc:
+        raise QepValueError(f"{where} {exc}") from None
+
+
+# documented upper bounds, checked before anything is allocated (shots bound memory and time)
+GRADIENT_BOUNDS = {"beta": (0.0, 1e4), "shots": (1, 10**8), "loss_scale": (0.0, 1e6), "fd_step": (0.0, 1e3),
+                   "overlap_threshold": (0.0, 1.0), "max_halvings": (0, 30)}
 
 
 def build_backend(protocol: Protocol, **context):
