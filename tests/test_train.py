@@ -279,3 +279,36 @@ def test_every_protocol_resumes_after_sigkill_bitwise(name: str, tmp_path: Path)
     assert len(b["history"]) >= 3 and b["final"]["steps"] == 3
     assert (straight / "learning_curve.png").stat().st_size > 0 and (straight / f"{b['task']}.png").is_file()
     assert a["history"] == b["history"] and a["theta"] == b["theta"] and a["final"] == b["final"]
+
+
+_BAD_FILES = {
+    "latin1.toml": '[protocol]\nname = "caf\xe9"\n'.encode("latin-1"),
+    "utf16.toml": '[protocol]\ntask = "classifier"\n'.encode("utf-16"),
+    "binary.toml": bytes(range(256)) * 4,
+    "deep.toml": ("a = " + "[" * 3000 + "]" * 3000 + "\n").encode(),
+    "naninf.toml": b"a = nan\nb = inf\n",
+    "empty.toml": b"",
+    "not_toml.toml": b"[protocol\ntask = classifier\n",
+}
+_BAD_SETS = [["--set", "gradient.estimator=bogus"], ["--set", "gradient.beta=1e308"], ["--set", "gradient.shots=-5"],
+             ["--set", "gradient.shots=1000000000000000000"], ["--set", "training.steps=1e20"],
+             ["--set", "training.steps=100000000000"], ["--set", "training.learning_rate=1e308"],
+             ["--set", "data.n_test=1e9"], ["--seed", "-1"], ["--set", "training.bogus=1"],
+             ["--set", "protocol.task=nope"], ["--set", "training.learning_rates={nowhere = 1.0}"]]
+
+
+@pytest.mark.parametrize("case", [*_BAD_FILES, *range(len(_BAD_SETS))], ids=str)
+def test_bad_train_input_is_one_line_exit_2_and_writes_nothing(case, tiny: Path, tmp_path: Path, capsys):
+    root = tmp_path / "root"
+    root.mkdir()
+    if isinstance(case, str):
+        protocol, extra = root / case, []
+        protocol.write_bytes(_BAD_FILES[case])
+    else:
+        protocol, extra = tiny, _BAD_SETS[case]
+    before = sorted(root.rglob("*"))
+    assert main(["train", str(protocol), "--out", str(root / "out"), "--no-progress", *extra]) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("qep-analog: error:") and "Traceback" not in err, err
+    assert sorted(root.rglob("*")) == before  # nothing written, nothing left behind
