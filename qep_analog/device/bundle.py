@@ -166,8 +166,10 @@ def load_json_file(path: Path, what: str, max_bytes: int):
         raise QepValueError(f"{what} '{path}': not valid JSON ({exc})") from None
     except RecursionError:
         raise QepValueError(f"{what} '{path}': JSON nested too deeply") from None
-    except ValueError as exc:  # _NotFinite, integers with more than 4,300 digits
-        raise QepValueError(f"{what} '{path}': not usable JSON ({' '.join(str(exc).split())[:160]})") from None
+    except _NotFinite as exc:
+        raise QepValueError(f"{what} '{path}': not usable JSON ({exc})") from None
+    except ValueError:  # Python refuses integer literals of more than 4,300 digits
+        raise QepValueError(f"{what} '{path}': not usable JSON (an integer with more than 4,300 digits)") from None
     except OSError as exc:
         raise QepValueError(f"{what} '{path}' cannot be read ({exc.strerror or exc})") from None
 
@@ -458,8 +460,13 @@ def export_protocol(protocol_path: str | Path, out_dir: str | Path, *, force: bo
     from qep_analog.protocol import load_protocol
 
     register_protocol_section()
-    protocol = load_protocol(protocol_path)
-    return write_bundle(step_spec(protocol.sections), out_dir, force=force, drawings=drawings)
+    try:
+        protocol = load_protocol(protocol_path)
+        return write_bundle(step_spec(protocol.sections), out_dir, force=force, drawings=drawings)
+    except QepValueError as exc:  # name the protocol file unless the message already names a file
+        if str(protocol_path) in str(exc) or str(exc).startswith(("output directory", "device file", "cannot")):
+            raise
+        raise QepValueError(f"{protocol_path}: {exc}") from None
 
 
 # ---------------------------------------------------------------------------- reading and update

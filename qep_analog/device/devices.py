@@ -89,8 +89,10 @@ def _from_json_text(text: str, origin: str) -> BaseDevice:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise QepValueError(f"device file {origin}: not valid JSON ({exc})") from None
-    except (RecursionError, ValueError) as exc:  # nesting too deep, integers too long
-        raise QepValueError(f"device file {origin}: not usable JSON ({_one_line(exc) or type(exc).__name__})") from None
+    except RecursionError:
+        raise QepValueError(f"device file {origin}: JSON nested too deeply") from None
+    except ValueError:  # Python refuses integer literals of more than 4,300 digits
+        raise QepValueError(f"device file {origin}: not usable JSON (an integer with more than 4,300 digits)") from None
     if not isinstance(data, dict):
         raise QepValueError(f"device file {origin}: must hold a JSON object (a pulser device), not "
                             f"{type(data).__name__}")

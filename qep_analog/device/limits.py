@@ -40,6 +40,12 @@ def show(value) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def _bound(x: float) -> str:
+    if isinstance(x, int) or (float(x).is_integer() and abs(x) < 1e16):
+        return f"{int(x):,}"
+    return f"{x:g}"
+
+
 def check_number(value, key: str, *, low: float, high: float, integer: bool = False) -> float | int:
     """Return ``value`` if it is a finite (integer) number in [low, high]; else raise naming ``key``."""
     kind = "an integer" if integer else "a number"
@@ -47,5 +53,5 @@ def check_number(value, key: str, *, low: float, high: float, integer: bool = Fa
     if ok and isinstance(value, float):
         ok = math.isfinite(value)
     if not (ok and low <= value <= high):
-        raise QepValueError(f"'{key}' must be {kind} in [{low:g}, {high:g}], not {show(value)}")
+        raise QepValueError(f"'{key}' must be {kind} in [{_bound(low)}, {_bound(high)}], not {show(value)}")
     return value
