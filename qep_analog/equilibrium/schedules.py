@@ -131,14 +131,16 @@ def local_adiabatic_samples(spectrum: PathSpectrum, n_samples: int, *, boundary:
     if not np.all(np.isfinite(metric)) or np.any(metric <= 0):
         raise QepValueError("the local-adiabatic metric must be positive and finite along the path "
                             f"(min {metric.min():.3g}); is the ground state degenerate somewhere?")
-    fine = np.linspace(0.0, 1.0, 4001)
+    # a grid uniform in the cosine ramp's own time u (s = ½(1 − cos πu)) resolves ṡ → 0 at both ends
+    u = np.linspace(0.0, 1.0, 8001)
+    fine = 0.5 * (1.0 - np.cos(np.pi * u))
     log_m = scipy.interpolate.PchipInterpolator(spectrum.s, np.log(metric))(fine)
     density = np.exp(log_m)
     cum = np.concatenate([[0.0], np.cumsum(0.5 * (density[1:] + density[:-1]) * np.diff(fine))])
     cum /= cum[-1]
-    t_of_s = (1.0 - boundary) * cum + boundary * np.arccos(1.0 - 2.0 * fine) / np.pi
+    t_of_u = (1.0 - boundary) * cum + boundary * u
     t = np.linspace(0.0, 1.0, int(n_samples))
-    s = np.interp(t, t_of_s, fine)
+    s = 0.5 * (1.0 - np.cos(np.pi * np.interp(t, t_of_u, u)))
     s[0], s[-1] = 0.0, 1.0
     return s
 
