@@ -98,7 +98,7 @@ def test_eigenstate_hellmann_feynman_behind_the_after_preparation_estimate():
 
     w0, v0 = eig(theta, 0.0)
     for n in range(4):
-        def follow(v):
+        def follow(v, n=n):
             return v[:, int(np.argmax(np.abs(v.conj().T @ v0[:, n])))]
 
         d_beta = (h.derivative_expectations(follow(eig(theta, eps)[1]))
