@@ -435,14 +435,20 @@ def write_bundle(spec: dict, out_dir: str | Path, *, step: int = 0, force: bool 
     return manifest
 
 
+_VALIDATOR: list = []
+
+
 def _validate_schema(manifest, where: str) -> None:
-    try:
-        jsonschema.validate(manifest, MANIFEST_SCHEMA)
-    except jsonschema.ValidationError as exc:
+    if not _VALIDATOR:  # built once: jsonschema.validate re-checks the schema itself on every call
+        cls = jsonschema.validators.validator_for(MANIFEST_SCHEMA)
+        cls.check_schema(MANIFEST_SCHEMA)
+        _VALIDATOR.append(cls(MANIFEST_SCHEMA))
+    exc = jsonschema.exceptions.best_match(_VALIDATOR[0].iter_errors(manifest))
+    if exc is not None:
         field = "/".join(map(str, exc.absolute_path)) or "<root>"
         message = " ".join(exc.message.split())
         raise QepValueError(f"{where}: manifest field '{field}' is invalid: "
-                            f"{message if len(message) <= 200 else message[:197] + '...'}") from None
+                            f"{message if len(message) <= 200 else message[:197] + '...'}")
 
 
 def _check_ramp(ramp: dict, device, where: str) -> None:
