@@ -64,6 +64,8 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "validation": (int,), "validation_shots": (int,), "validate_every": (int,),
         "learning_rates": (dict,), "normalize": (bool,),
     },
+    # where the work runs (qep_analog.distributed); not part of a run's identity
+    "execution": {"engine": (str,), "workers": (int,), "scheduler": (str,)},
     # read by qep_analog.tasks (``qep-analog train``)
     "task": {"starts": (list,), "plot_resolution": (int,), "baseline_l2": _NUM},
     # ``--full``: per-section overrides for the paper-size run, e.g. full.training = {steps = 2000}

@@ -33,7 +33,7 @@ from pathlib import Path
 from qep_analog import __version__
 from qep_analog.errors import QepValueError
 from qep_analog.protocol import validate
-from qep_analog.tasks import TASKS
+from qep_analog.tasks import PARALLEL_TASKS, TASKS
 from qep_analog.tasks.common import RunContext, training_config
 
 _PACKAGES = ("numpy", "scipy", "pulser-core", "pulser-simulation", "qutip", "matplotlib", "threadpoolctl")
@@ -129,8 +129,12 @@ def resolve(raw: Mapping, source: str, *, full: bool, overrides: Sequence[str] =
 
 def run_training(protocol_path: str | Path, *, out_dir: str | Path | None = None, seed: int | None = None,
                  resume: bool = False, full: bool = False, overrides: Sequence[str] = (),
-                 progress: bool = True, threads: int = 1, command: str | None = None) -> dict:
+                 progress: bool = True, threads: int = 1, command: str | None = None,
+                 workers: int | None = None, scheduler: str | None = None) -> dict:
     """Run the protocol's task and write results.json, report.md and plots; return the results.
+
+    ``workers``/``scheduler`` (or the protocol's ``[execution]``) run each step's independent work on
+    Dask (:mod:`qep_analog.distributed`); the results are bitwise those of the serial run.
 
     Everything that can be checked before the run (the protocol, the overrides, the ``[training]``
     keys, the output directory) is checked before anything is written; a run that fails removes
@@ -155,6 +159,11 @@ def run_training(protocol_path: str | Path, *, out_dir: str | Path | None = None
     protocol = Protocol(sections=sections, source=str(path))
     ctx = RunContext(protocol=protocol, task=task, seed=int(seed), out_dir=out, resume=resume, progress=progress)
     training_config(ctx)  # the [training] keys, checked before anything is written
+    execution = _execution(sections.get("execution", {}), workers, scheduler)
+    if execution["engine"] == "dask" and task not in PARALLEL_TASKS:
+        print(f"qep-analog: warning: task {task!r} has no independent work per step to distribute; "
+              "running serially", file=sys.stderr)
+        execution = {"engine": "serial", "workers": None, "scheduler": None}
     created = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -169,12 +178,19 @@ def run_training(protocol_path: str | Path, *, out_dir: str | Path | None = None
         print(f"qep-analog: note: no checkpoint in {out}; starting afresh", file=sys.stderr)
     started = time.time()
     try:
+        from qep_analog.distributed import make_executor
+
+        ctx.executor = make_executor(**execution)
         with threadpool_limits(limits=threads):
             outcome = TASKS[task](ctx)
     except BaseException:
         if created:
             shutil.rmtree(out, ignore_errors=True)
         raise
+    finally:
+        close = getattr(ctx.executor, "close", None)
+        if close is not None:
+            close()
     head = sections.get("protocol", {}) if isinstance(sections.get("protocol"), Mapping) else {}
     results = {
         "protocol_name": head.get("name", path.stem), "description": head.get("description", ""),
@@ -190,6 +206,22 @@ def run_training(protocol_path: str | Path, *, out_dir: str | Path | None = None
         results["notes"].append("resumed from a checkpoint: wall_time_s covers this invocation only")
     results["files"] = write_outputs(out, results)
     return results
+
+
+def _execution(section: Mapping, workers: int | None, scheduler: str | None) -> dict:
+    """engine/workers/scheduler from ``[execution]`` with ``--workers``/``--scheduler`` over it."""
+    engine = section.get("engine", "serial")
+    workers = section.get("workers") if workers is None else workers
+    scheduler = section.get("scheduler") if scheduler is None else scheduler
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= 4096):
+        raise QepValueError(f"'--workers' (execution.workers) must be an integer in [1, 4096], not {workers!r}")
+    if workers is not None and scheduler is not None:
+        raise QepValueError("give either '--workers' (a local cluster) or '--scheduler' (a running one), not both")
+    if workers is not None or scheduler is not None:
+        engine = "dask"
+    if engine not in ("serial", "dask"):
+        raise QepValueError(f"'execution.engine' must be 'serial' or 'dask', not {engine!r}")
+    return {"engine": engine, "workers": workers, "scheduler": scheduler}
 
 
 def command_line(argv: Sequence[str] | None = None) -> str:

@@ -21,6 +21,7 @@ import numpy as np
 from qep_analog.device.rydberg import RydbergModel
 from qep_analog.equilibrium.base import EquilibriumBackend
 from qep_analog.errors import QepValueError
+from qep_analog.executor import Executor
 from qep_analog.learning.driver import Draw, StepEstimate, TrainingConfig
 from qep_analog.learning.gradient import GradientConfig, estimate_gradient
 
@@ -42,6 +43,7 @@ class RydbergTask:
     test_inputs: np.ndarray | None = None
     test_targets: np.ndarray | None = None
     evaluate_initial: bool = True
+    executor: Executor | None = None
 
     def __post_init__(self) -> None:
         self.inputs = np.atleast_2d(np.asarray(self.inputs, dtype=float))
@@ -89,7 +91,7 @@ class RydbergTask:
     def gradient(self, theta: np.ndarray, batch: np.ndarray, draw: Draw) -> StepEstimate:
         model = self.model_at(theta)
         est = estimate_gradient(model.hamiltonian(), self._backend(model), model.theta(), self.inputs[batch],
-                                self.targets[batch], self.config, seed=draw.sequence())
+                                self.targets[batch], self.config, seed=draw.sequence(), executor=self.executor)
         grad_pos, grad_det = model.split_gradient(est.gradient)
         if not model.train_positions:
             grad_pos = np.zeros_like(grad_pos)

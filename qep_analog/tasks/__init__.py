@@ -32,4 +32,7 @@ TASKS = {
     "rydberg-classifier": run_rydberg,
 }
 
-__all__ = ["TASKS"]
+# tasks whose steps hold independent work (samples × phases) for an executor; the others run serially
+PARALLEL_TASKS = ("phase-sensor", "classifier", "rydberg-classifier")
+
+__all__ = ["PARALLEL_TASKS", "TASKS"]

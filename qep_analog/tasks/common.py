@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from qep_analog.errors import QepValueError
+from qep_analog.executor import Executor, SerialExecutor
 from qep_analog.learning.driver import Driver, TrainingConfig
 from qep_analog.protocol import Protocol
 
@@ -63,13 +64,19 @@ class RunContext:
     out_dir: Path
     resume: bool = False
     progress: bool = True
+    executor: Executor = field(default_factory=SerialExecutor)
     notes: list[str] = field(default_factory=list)
 
     @property
+    def run_sections(self) -> dict:
+        """The sections that decide the result: everything but ``[execution]`` (where the work runs)."""
+        return {k: v for k, v in to_jsonable(self.protocol.sections).items() if k != "execution"}
+
+    @property
     def fingerprint(self) -> str:
-        """Hash of the merged protocol and the seed: a checkpoint only resumes the same run."""
-        blob = json.dumps({"sections": to_jsonable(self.protocol.sections), "seed": self.seed},
-                          sort_keys=True)
+        """Hash of the merged protocol and the seed: a checkpoint only resumes the same run (on any
+        number of workers: ``[execution]`` is not part of it)."""
+        blob = json.dumps({"sections": self.run_sections, "seed": self.seed}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     @property
@@ -88,7 +95,7 @@ class RunContext:
         if not isinstance(data, dict) or not isinstance(data.get("state"), dict):
             raise QepValueError(f"'--resume': {self.checkpoint_path} is not a qep-analog checkpoint")
         if data.get("fingerprint") != self.fingerprint:
-            differs = _differences(data.get("sections"), to_jsonable(self.protocol.sections))
+            differs = _differences(data.get("sections"), self.run_sections)
             why = f" (differs in {', '.join(differs[:4])})" if differs else ""
             if data.get("seed") not in (None, self.seed):
                 why = f" (seed {data.get('seed')}, not {self.seed})"
@@ -98,7 +105,7 @@ class RunContext:
 
     def save(self, state: dict) -> None:
         payload = {"fingerprint": self.fingerprint, "task": self.task, "seed": self.seed,
-                   "sections": to_jsonable(self.protocol.sections), "state": to_jsonable(state)}
+                   "sections": self.run_sections, "state": to_jsonable(state)}
         atomic_write_text(self.checkpoint_path, json.dumps(payload, allow_nan=False))
 
 

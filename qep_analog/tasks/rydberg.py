@@ -79,7 +79,8 @@ def run_rydberg(ctx: RunContext) -> dict:
     spec, model0 = _model(ctx)
     x_train, t_train, x_test, t_test = _data(ctx, model0.hamiltonian())
     task = RydbergTask(model=model0, backend=_backend(ctx, spec, model0), config=build_gradient_config(ctx.protocol),
-                       inputs=x_train, targets=t_train, test_inputs=x_test, test_targets=t_test)
+                       inputs=x_train, targets=t_train, test_inputs=x_test, test_targets=t_test,
+                       executor=ctx.executor)
     driver = drive(ctx, task, optimizer="sgd", learning_rate=1.0, steps=20, batch_size=4,
                    learning_rates={"positions": float(spec["training"]["position_learning_rate"])})
     model = task.model_at(driver.parameters_)

@@ -118,7 +118,7 @@ def _train(ctx: RunContext) -> tuple[Driver, SpinTask, object]:
                     test_inputs=data.test_inputs, test_targets=data.test_targets, validation_inputs=x_val,
                     validation_targets=t_val, metric=training.metric,
                     validation_shots=training.validation_shots if training.validation_shots is not None
-                    else config.shots)
+                    else config.shots, executor=ctx.executor)
     return drive(ctx, task), task, data
 
 

@@ -1,0 +1,170 @@
+"""Dask distributed behind the :class:`~qep_analog.executor.Executor` seam: the same ``map``, on a cluster.
+
+``DaskExecutor(workers=k)`` starts a ``LocalCluster`` of k single-threaded worker processes;
+``DaskExecutor(scheduler="tcp://host:8786")`` connects to a running scheduler (``dask scheduler`` and
+``dask worker tcp://…`` on other machines, or dask-jobqueue on SLURM). Results do not depend on where or
+in which order tasks run: every task carries its own seed, and results come back in task order.
+
+Large constant inputs (a model's operator tables are ~1.5 MB for the phase sensor) are shipped once per
+worker, not once per task: a field whose value is the *same object* in every task of a ``map`` and
+pickles to more than ``scatter_bytes`` is sent once, as the result of a task that returns it (workers
+fetch it from each other, and Dask recomputes it if its holder dies, which scattered data would not
+survive), cached for the executor's lifetime; each task travels without it. Workers pin BLAS, OpenMP and
+numba to one thread (environment and a worker plugin), as the serial path does, so that results are
+bitwise identical to a serial run. A lost worker's tasks are retried elsewhere by Dask itself.
+
+Dask is imported only when a ``DaskExecutor`` is made: the serial default never imports it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pickle
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
+
+from qep_analog.errors import QepValueError
+from qep_analog.executor import SerialExecutor
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+ENGINES = ("serial", "dask")
+MAX_WORKERS = 4096
+_ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+               "NUMBA_NUM_THREADS": "1", "MKL_DYNAMIC": "FALSE"}
+
+
+def _pin_threads() -> None:
+    """Worker start-up: one BLAS/OpenMP thread for this process (threadpoolctl), as the serial CLI does."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1)
+
+
+def _identity(value):
+    return value
+
+
+def _rebuild_and_call(function: Callable, task: Any, shared: Mapping[str, Any]):
+    """Worker side: put the scattered fields back into the task and run it."""
+    if shared:
+        task = dataclasses.replace(task, **shared) if dataclasses.is_dataclass(task) else task
+    return function(task)
+
+
+class DaskExecutor:
+    """``map`` over a Dask cluster; use as a context manager (closes what it started).
+
+    Example::
+
+        with DaskExecutor(workers=2) as ex:
+            results = ex.map(square, range(10))
+    """
+
+    def __init__(self, *, workers: int | None = None, scheduler: str | None = None, scatter_bytes: int = 65536,
+                 silence_logs: bool = True):
+        if (workers is None) == (scheduler is None):
+            raise QepValueError("DaskExecutor needs exactly one of 'workers' (a local cluster) or 'scheduler'")
+        if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool)
+                                    or not 1 <= workers <= MAX_WORKERS):
+            raise QepValueError(f"'workers' must be an integer in [1, {MAX_WORKERS}], not {workers!r}")
+        if scheduler is not None and (not isinstance(scheduler, str) or "://" not in scheduler):
+            raise QepValueError(f"'scheduler' must be an address like tcp://host:8786, not {scheduler!r}")
+        from dask.distributed import Client, LocalCluster
+
+        self.workers, self.scheduler, self.scatter_bytes = workers, scheduler, scatter_bytes
+        self._cluster = None
+        self._shared: dict[int, tuple[Any, Any]] = {}  # id(object) -> (object, future): keeps the object alive
+        try:
+            if workers is not None:
+                for key, value in _ONE_THREAD.items():  # the spawned worker processes inherit these
+                    os.environ.setdefault(key, value)
+                import logging
+
+                self._cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                             dashboard_address=":0",
+                                             silence_logs=logging.ERROR if silence_logs else logging.INFO)
+                self.client = Client(self._cluster)
+            else:
+                self.client = Client(scheduler, timeout="10s")
+        except OSError as exc:
+            self.close()
+            raise QepValueError(f"cannot reach the Dask scheduler {scheduler or '(local)'}: {exc}") from None
+        self.client.run(_pin_threads)
+        self.client.register_worker_callbacks(_pin_threads)
+
+    # -------------------------------------------------------------- the seam
+    def map(self, function: Callable[[T], R], tasks: Iterable[T]) -> list[R]:
+        tasks = list(tasks)
+        if not tasks:
+            return []
+        shared = self._shared_fields(tasks)
+        light = [dataclasses.replace(t, **dict.fromkeys(shared)) for t in tasks] if shared else tasks
+        futures = self.client.map(_rebuild_and_call, [function] * len(light), light, [shared] * len(light),
+                                  pure=False)
+        try:
+            return self.client.gather(futures)
+        finally:
+            for f in futures:
+                f.release()
+
+    def _shared_fields(self, tasks: list) -> dict[str, Any]:
+        """{field: future} for large fields that hold the same object in every task (scattered once)."""
+        first = tasks[0]
+        if not dataclasses.is_dataclass(first):
+            return {}
+        out = {}
+        for f in dataclasses.fields(first):
+            value = getattr(first, f.name)
+            if value is None or isinstance(value, (int, float, str, bool)):
+                continue
+            if any(getattr(t, f.name) is not value for t in tasks[1:]):
+                continue
+            key = id(value)
+            if key not in self._shared:
+                if len(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)) < self.scatter_bytes:
+                    continue
+                if len(self._shared) >= 16:  # keep the cache small: oldest out
+                    _, old = self._shared.pop(next(iter(self._shared)))
+                    old.release()
+                # a task that returns the value, not client.scatter: if the worker holding it dies, Dask
+                # recomputes it from the task (scattered data would be lost with the worker)
+                self._shared[key] = (value, self.client.submit(_identity, value, pure=False))
+            out[f.name] = self._shared[key][1]
+        return out
+
+    # -------------------------------------------------------------- lifecycle
+    def close(self) -> None:
+        for _, future in self._shared.values():
+            future.release()
+        self._shared.clear()
+        client = getattr(self, "client", None)
+        if client is not None:
+            client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+            self._cluster = None
+
+    def __enter__(self) -> DaskExecutor:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def worker_pids(self) -> dict[str, int]:
+        """{worker address: process id} (for tests and diagnostics)."""
+        return self.client.run(os.getpid)
+
+
+def make_executor(*, engine: str = "serial", workers: int | None = None, scheduler: str | None = None):
+    """The executor for ``[execution]`` / ``--workers`` / ``--scheduler``: serial unless asked otherwise."""
+    if engine not in ENGINES:
+        raise QepValueError(f"'execution.engine' must be one of {ENGINES}, not {engine!r}")
+    if engine == "serial" and workers is None and scheduler is None:
+        return SerialExecutor()
+    if scheduler is not None:
+        return DaskExecutor(scheduler=scheduler)
+    return DaskExecutor(workers=workers if workers is not None else 2)
