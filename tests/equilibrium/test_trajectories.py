@@ -286,7 +286,7 @@ def test_dmm_crosstalk_is_deterministic_and_matches_pulser():
 @pytest.mark.slow
 def test_lab_device_full_noise_model_matches_pulser():
     seq = ramp(4)
-    nm = LAB.default_noise_model
+    nm = LAB.noise_model
     mean, err = ours(seq, nm, 300)
     p_mean, p_err = pulser_draws(seq, nm, 60)
     assert_agree(mean, err, p_mean, p_err)
