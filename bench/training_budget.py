@@ -17,7 +17,8 @@ validation; ``ours`` = the protocol's ``--full`` (the same β and rate, plus val
 preparations are included). Both use the protocol's M, initialisation and crossing policy. At each
 evaluation the test accuracy is that of the θ the setting would ship then (ours: the selected one).
 Wall time to reach a level = (run wall time / batches) × batches to reach it.
-Runs go through ``qep-analog train`` in ``--workers`` processes (default 2).
+Runs go through ``qep-analog train``, one Dask task per (setting, seed): on a local cluster of
+``--workers`` processes (default 2), or on a running cluster with ``--scheduler tcp://host:8786``.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ import argparse
 import json
 import sys
 import tempfile
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -113,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--first-seed", type=int, default=1, help="seeds run from here (default 1)")
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--eval-every", type=int, default=50)
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--workers", type=int, default=2, help="local Dask worker processes (one run each at a time)")
+    p.add_argument("--scheduler", default=None, help="a running Dask scheduler instead, e.g. tcp://host:8786")
     p.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     p.add_argument("--from-runs", nargs="+", default=None, help="summarise finished run directories instead")
     p.add_argument("--json", default=None, help="also write the summary here")
@@ -128,8 +129,11 @@ def main(argv: list[str] | None = None) -> int:
             base = Path(args.out) if args.out else Path(tmp)
             tasks = [(s, seed, args.steps, args.eval_every, str(base / f"{s}_{seed}"))
                      for s in args.settings for seed in range(args.first_seed, args.first_seed + args.seeds)]
-            with ProcessPoolExecutor(max_workers=args.workers) as pool:
-                results = list(pool.map(_run, tasks))
+            from qep_analog.distributed import DaskExecutor
+
+            where = {"scheduler": args.scheduler} if args.scheduler else {"workers": args.workers}
+            with DaskExecutor(**where) as pool:
+                results = pool.map(_run, tasks)
         summary = {s: summarise([r for r in results if r["setting"] == s]) for s in args.settings}
         for s in args.settings:
             _print(s, summary[s])
