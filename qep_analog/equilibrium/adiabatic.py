@@ -14,6 +14,10 @@ Emulation: pulser-simulation's ``QutipBackendV2`` with ``QutipConfig`` (solver t
 explicitly, optional ``NoiseModel``, optional channel modulation; shot-to-shot noise requires an
 explicit ``n_trajectories``; the noise draws are seeded from the backend's ``seed`` and the sequence,
 so noisy runs are reproducible), or the project's fast emulators (``emulator="krylov"|"subspace"``).
+With a noise model and ``n_trajectories`` the default is ``emulator="trajectories"``: quantum-jump
+trajectories on the full-space propagator (:mod:`qep_analog.equilibrium.emulators.trajectories`, seeded per
+(``seed``, sequence, trajectory)), whose mixture's density matrix is the prepared state; ``"pulser"``
+stays selectable, and stays the default for a noise model without ``n_trajectories`` (exact mesolve).
 The prepared state is converted to the package basis (our vector = pulser vector[::-1]).
 ``info`` holds the fidelity to the exact ground state, the energy above it, the gap, the
 sequence and its DMM plan.
@@ -39,7 +43,7 @@ from qep_analog.errors import QepValueError
 from qep_analog.models.hamiltonian import Hamiltonian
 from qep_analog.models.pauli import PauliSum
 
-EMULATORS = ("pulser", "krylov", "subspace")
+EMULATORS = ("pulser", "krylov", "subspace", "trajectories")
 DEPHASE = ("none", "hold-pair")
 QUALITY_CHECKS = ("none", "second-ramp")
 
@@ -90,7 +94,7 @@ class AdiabaticBackend:
     name = "adiabatic"
 
     def __init__(self, *, model: RydbergModel, duration_ns: int = 3000, start_detuning: float = -20.0,
-                 shape: str = "cosine", nudge_switch: str | float = "ramped", emulator: str = "pulser",
+                 shape: str = "cosine", nudge_switch: str | float = "ramped", emulator: str | None = None,
                  schedule: str | None = None, schedule_boundary: float = 0.3, schedule_points: int = 41,
                  nudge: str = "simultaneous", nudge_ramp_ns: int = 1000, hold_ns: int = 0,
                  dephase: str = "none", quality_check: str = "none", quality_ramp_fraction: float = 0.75,
@@ -101,6 +105,8 @@ class AdiabaticBackend:
                  emulator_tolerance: float = 1e-7, seed: int = 0):
         if not isinstance(model, RydbergModel):
             raise QepValueError(f"'model' must be a RydbergModel, not {type(model).__name__}")
+        if emulator is None:  # issue 15: a noise model with a trajectory count runs our quantum-jump trajectories
+            emulator = "trajectories" if noise_model is not None and n_trajectories else "pulser"
         if emulator not in EMULATORS:
             raise QepValueError(f"'emulator' must be one of {EMULATORS}, not {emulator!r}")
         schedule = shape if schedule is None else schedule
@@ -144,7 +150,9 @@ class AdiabaticBackend:
         self.seed = int(seed)
         if has_shot_noise(noise_model) and not n_trajectories:
             raise QepValueError("the noise model has shot-to-shot noise: set 'n_trajectories' explicitly")
-        if emulator != "pulser" and (noise_model is not None or with_modulation):
+        if emulator == "trajectories" and not n_trajectories:
+            raise QepValueError("emulator 'trajectories' needs 'n_trajectories' (quantum-jump trajectories)")
+        if emulator not in ("pulser", "trajectories") and (noise_model is not None or with_modulation):
             raise QepValueError(f"emulator {emulator!r} supports neither noise nor modulation; use 'pulser'")
         self._model_h = model.hamiltonian()
 
@@ -288,6 +296,13 @@ class AdiabaticBackend:
                 noise_seed = _derived_seed(self.seed, sequence.to_abstract_repr())
             return emulate_pulser(sequence, noise_model=self.noise_model, n_trajectories=self.n_trajectories,
                                   with_modulation=self.with_modulation, seed=noise_seed, **self.solver_options)
+        if self.emulator == "trajectories":
+            from qep_analog.equilibrium.emulators.trajectories import run_trajectories
+
+            result = run_trajectories(sequence, self.noise_model, n_trajectories=int(self.n_trajectories),
+                                      seed=self.seed if noise_seed is None else int(noise_seed),
+                                      with_modulation=self.with_modulation)
+            return result.density_matrix() if result.n_trajectories > 1 else result.states[0]
         try:
             from qep_analog.equilibrium.emulators import emulate
         except ImportError:
