@@ -712,13 +712,19 @@ def update_bundle(bundle_dir: str | Path, counts_dir: str | Path, out_dir: str |
 
 # ---------------------------------------------------------------------------- emulated lab
 def simulate_counts(bundle_dir: str | Path, counts_dir: str | Path, *, seed: int = 0, shots: int | None = None,
-                    noise_model=None, n_trajectories: int | None = None, force: bool = False) -> None:
+                    noise_model=None, n_trajectories: int | None = None, force: bool = False,
+                    emulator: str | None = None, progress=None) -> None:
     """Play the lab: run every bundle sequence (loaded from its JSON) in pulser-simulation and write
     counts sampled from the final state with a seeded Generator (atomic write). A noise model's SPAM
     readout flips (p_false_pos, p_false_neg) are applied to the sampled bits, as a detector would.
 
     ``shots`` (default: the manifest's) must lie where ``update`` accepts it: in
-    [⌈SHOT_TOLERANCE·shots⌉, shots] of the manifest; the register may have at most MAX_EMULATED_ATOMS atoms."""
+    [⌈SHOT_TOLERANCE·shots⌉, shots] of the manifest; the register may have at most MAX_EMULATED_ATOMS atoms.
+
+    ``emulator``: "trajectories" (our quantum-jump trajectories, the default with a noise model and
+    ``n_trajectories``; shots are spread evenly over the trajectories, each trajectory's shots drawn from its
+    own state, as pulser's per-trajectory BitStrings are) or "pulser" (the default otherwise).
+    ``progress(done, total)`` is called after each sequence."""
     from qep_analog.equilibrium.adiabatic import emulate_pulser
     from qep_analog.measurement.sampling import ReadoutError, bits_to_counts
 
@@ -727,6 +733,8 @@ def simulate_counts(bundle_dir: str | Path, counts_dir: str | Path, *, seed: int
         check_number(shots, "shots", low=1, high=limits.MAX_SHOTS, integer=True)
     if n_trajectories is not None:
         check_number(n_trajectories, "trajectories", low=1, high=limits.MAX_TRAJECTORIES, integer=True)
+    if emulator not in (None, "pulser", "trajectories"):
+        raise QepValueError(f"'emulator' must be 'pulser' or 'trajectories', not {emulator!r}")
     readout = None
     if noise_model is not None and "SPAM" in noise_model.noise_types:
         readout = ReadoutError(p_false_pos=float(noise_model.p_false_pos), p_false_neg=float(noise_model.p_false_neg))
@@ -747,10 +755,21 @@ def simulate_counts(bundle_dir: str | Path, counts_dir: str | Path, *, seed: int
         for entry in manifest["sequences"]:
             text = read_verified(bundle_dir, manifest, entry["file"]).decode("utf-8")
             seq = pulser.Sequence.from_abstract_repr(text)
-            state = emulate_pulser(seq, noise_model=noise_model, n_trajectories=n_trajectories)
-            probs = np.abs(state) ** 2 if state.ndim == 1 else np.clip(np.real(np.diag(state)), 0, None)
-            hits = rng.multinomial(shots or entry["shots"], probs / probs.sum())
+            if emulator == "trajectories" or (emulator is None and noise_model is not None and n_trajectories):
+                from qep_analog.equilibrium.emulators.trajectories import run_trajectories
+
+                result = run_trajectories(seq, noise_model, n_trajectories=int(n_trajectories or 1), seed=seed)
+                per = np.abs(result.states) ** 2
+                split = np.full(per.shape[0], (shots or entry["shots"]) // per.shape[0])
+                split[: (shots or entry["shots"]) % per.shape[0]] += 1
+                hits = sum(rng.multinomial(int(m), p / p.sum()) for m, p in zip(split, per, strict=True))
+            else:
+                state = emulate_pulser(seq, noise_model=noise_model, n_trajectories=n_trajectories)
+                probs = np.abs(state) ** 2 if state.ndim == 1 else np.clip(np.real(np.diag(state)), 0, None)
+                hits = rng.multinomial(shots or entry["shots"], probs / probs.sum())
             counts = {format(i, f"0{n}b"): int(c) for i, c in enumerate(hits) if c}
             if readout is not None:
                 counts = bits_to_counts(readout.apply(counts_to_bits(counts, n), rng))
             confined(tmp, f"{entry['id']}.json", "counts file").write_text(_dumps(counts), encoding="utf-8")
+            if progress is not None:
+                progress(manifest["sequences"].index(entry) + 1, len(manifest["sequences"]))
