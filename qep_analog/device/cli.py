@@ -79,8 +79,16 @@ def _lab_counts(args) -> int:
         noise = read_bundle(args.bundle)["_device_object"].noise_model
         if noise is None:
             raise QepValueError("--device-noise: the bundle's device has no noise model")
-    simulate_counts(args.bundle, args.counts_dir, seed=args.seed, shots=args.shots, noise_model=noise,
-                    n_trajectories=args.trajectories, force=args.force)
+    from tqdm import tqdm
+
+    with tqdm(total=None, unit="seq", desc="lab-counts", file=sys.stderr, disable=None) as bar:
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        simulate_counts(args.bundle, args.counts_dir, seed=args.seed, shots=args.shots, noise_model=noise,
+                        n_trajectories=args.trajectories, force=args.force, emulator=args.emulator,
+                        progress=progress)
     print(f"wrote emulated counts to {args.counts_dir}")
     return 0
 
@@ -121,5 +129,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device-noise", action="store_true", help="emulate with the device's own noise model")
     p.add_argument("--trajectories", type=int, default=None,
                    help="noise trajectories (shot-to-shot noise), 1 to 10,000")
+    p.add_argument("--emulator", choices=("trajectories", "pulser"), default=None,
+                   help="noisy emulation: our quantum-jump trajectories (default with --trajectories) or "
+                        "pulser-simulation")
     p.add_argument("--force", action="store_true", help="replace COUNTS_DIR if it exists")
     p.set_defaults(func=_lab_counts)
