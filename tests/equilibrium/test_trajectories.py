@@ -190,6 +190,16 @@ def test_bitwise_reproducible_and_independent_of_order():
     assert not np.array_equal(a.states, d.states)
 
 
+def test_process_executor_gives_bitwise_the_same_trajectories():
+    from qep_analog.executor import ProcessExecutor
+
+    seq = ramp(3, duration_ns=400)
+    nm = NoiseModel(dephasing_rate=0.5, amp_sigma=0.05, temperature=50.0)
+    a = run_trajectories(seq, nm, n_trajectories=4, seed=2)
+    b = run_trajectories(seq, nm, n_trajectories=4, seed=2, executor=ProcessExecutor(workers=2))
+    assert np.array_equal(a.states, b.states)
+
+
 @pytest.mark.parametrize("kwargs, name", [
     (dict(with_leakage=True, eff_noise_rates=(0.1,), eff_noise_opers=(np.eye(3),)), "leakage"),
 ])
