@@ -119,10 +119,10 @@ def build_mpo(terms: Sequence[tuple[float, PauliProduct]], n_qubits: int, order:
     return mpo
 
 
-def model_terms(hamiltonian: Hamiltonian, weights: np.ndarray,
-                nudge: PauliSum | None = None) -> tuple[list[tuple[float, PauliProduct]], float]:
-    """(list of (w, P) of H(θ, x) + nudge, constant)."""
-    terms = [(float(w), t.operator) for t, w in zip(hamiltonian.terms, weights, strict=True)]
+def model_terms(hamiltonian: Hamiltonian, weights: np.ndarray, nudge: PauliSum | None = None, *,
+                model: bool = True) -> tuple[list[tuple[float, PauliProduct]], float]:
+    """(list of (w, P), constant) of H(θ, x) + nudge, or of the nudge alone with ``model=False``."""
+    terms = [(float(w), t.operator) for t, w in zip(hamiltonian.terms, weights, strict=True)] if model else []
     constant = 0.0
     if nudge is not None:
         for _, p in nudge.terms:

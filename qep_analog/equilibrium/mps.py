@@ -26,7 +26,7 @@ The gap is not computed (``nan``); only the ground state (``eigenstate="ground"`
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -62,7 +62,6 @@ class MPSBackend:
     start_bond: int = 16
     seed: int = 0
     name: str = "mps"
-    _cache: dict = field(default_factory=dict, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.seed, (int, np.integer)):
@@ -113,8 +112,22 @@ class MPSBackend:
         """(compressed quimb MPO of H(θ, x) + nudge over the MPS sites, constant, site order, order method)."""
         weights = term_weights(hamiltonian, theta, x)
         order, method = self.site_order(hamiltonian, weights)
-        terms, constant = model_terms(hamiltonian, weights, nudge)
-        return build_mpo(terms, hamiltonian.n_qubits, order, compress_cutoff=self.mpo_cutoff), constant, order, method
+        n = hamiltonian.n_qubits
+        # the free MPO is lowered once per (model, θ, x) and reused by the nudged phases of the sample
+        key = (weights.tobytes(), tuple(order), self.mpo_cutoff)
+        cached = hamiltonian._cache.get("mps_free_mpo")
+        if cached is None or cached[0] != key:
+            terms, constant = model_terms(hamiltonian, weights)
+            cached = (key, build_mpo(terms, n, order, compress_cutoff=self.mpo_cutoff), constant)
+            hamiltonian._cache["mps_free_mpo"] = cached
+        _, free, constant = cached
+        if nudge is None or not nudge.terms:
+            return free, constant + (0.0 if nudge is None else nudge.constant), order, method
+        nudge_terms, nudge_constant = model_terms(hamiltonian, np.zeros(0), nudge, model=False)
+        total = free.add_MPO(build_mpo(nudge_terms, n, order, compress_cutoff=0.0))
+        if self.mpo_cutoff > 0:
+            total.compress(cutoff=self.mpo_cutoff, cutoff_mode="rel")
+        return total, constant + nudge_constant, order, method
 
     # ------------------------------------------------------------------ solve
     def prepare(self, hamiltonian: Hamiltonian, theta, x=None, nudge: PauliSum | None = None,
