@@ -1,0 +1,192 @@
+"""Benchmark: one symmetric QEP sample of a 50–100-atom Rydberg array with the ``mps`` backend, against
+emu-mps's DMRG on the same free Hamiltonian, and the QEP gradient against central finite differences.
+
+Model (AnalogDevice C6 = 865 723 rad/µs·µm⁶, spacing 6 µm, PHYSICS.md §3 large-N anchors):
+
+    H = Σ_i (Ω/2) X_i − Σ_i δ_i n_i − x n_0 + Σ_{i<j} J_ij n_i n_j,   Ω = 2π, δ_i = 1.5 Ω, J_ij = C6/r_ij⁶
+
+with all δ_i and J_ij trainable (every ∂H/∂θ_k = −n_i or n_i n_j is measured: N + N(N−1)/2 parameters),
+the input x = 0 on atom 0 (so the free Hamiltonian is a global pulse that emu-mps can take without a
+DMM), outputs n on the last two atoms, targets (1, 0) and cost-operator nudging Ĉ = Σ (n_ℓ − t_ℓ)².
+The geometries exceed AnalogDevice's 38 µm radius: these are emulations of the physics, not
+sequences for that device.
+
+Per case it prints, from one run:
+* the time of one symmetric QEP sample (free + ±β phases, every ⟨∂H/∂θ_k⟩), split into the free
+  phase, each nudged phase (warm-started from the free MPS) and the expectation values;
+* emu-mps 2.10 ``Solver.DMRG`` on the same free Hamiltonian (same interaction matrix, χ ≤ ``--max-bond``),
+  its time, the ratio to our free phase and the relative energy difference;
+* on the first chain, N = 50 by default (``--fd``): the QEP gradient on 5 parameters against central
+  finite differences of ⟨Ĉ⟩, both with tight tolerances (cosine and relative error).
+
+Run under the CPU lock: ``flock /tmp/qep_cpu.lock python bench/mps.py`` (add ``--emu-ladder`` for the
+~12 min emu-mps run on the 10×5 ladder).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+import warnings
+
+import numpy as np
+
+from qep_analog.device.rydberg import RydbergModel
+from qep_analog.equilibrium import get_backend
+from qep_analog.learning.gradient import GradientConfig, estimate_gradient, objective_value
+
+OMEGA = 2 * np.pi
+DELTA = 1.5 * OMEGA
+SPACING_UM = 6.0
+
+
+def geometry(case: str) -> np.ndarray:
+    if case.startswith("chain"):
+        n = int(case[5:])
+        return np.c_[np.arange(n) * SPACING_UM, np.zeros(n)]
+    cols, rows = (int(v) for v in case[6:].split("x"))  # "ladder10x5": 10 columns of 5, listed row by row
+    return np.array([[SPACING_UM * i, SPACING_UM * j] for j in range(rows) for i in range(cols)], dtype=float)
+
+
+def model_for(positions: np.ndarray) -> RydbergModel:
+    n = len(positions)
+    return RydbergModel(positions_um=positions, device="AnalogDevice", omega=OMEGA, detunings=np.full(n, DELTA),
+                        input_atoms=(0,), output_atoms=(n - 1, n - 2))
+
+
+class TimedBackend:
+    """Wraps a backend and records (phase, seconds, state) of every prepare call."""
+
+    def __init__(self, inner):
+        self.inner, self.name, self.log = inner, inner.name, []
+
+    def prepare(self, hamiltonian, theta, x=None, nudge=None, reference=None):
+        start = time.perf_counter()
+        state = self.inner.prepare(hamiltonian, theta, x, nudge, reference)
+        self.log.append(("free" if nudge is None else "nudged", time.perf_counter() - start, state))
+        return state
+
+
+def emu_mps_free_energy(model: RydbergModel, max_bond: int) -> tuple[float, float]:
+    """(seconds, ground energy) of emu-mps DMRG on the free Hamiltonian (a constant global pulse)."""
+    import pulser
+    from emu_mps import MPSBackend, MPSConfig
+    from emu_mps.solver import Solver
+    from pulser.backend import Energy
+    from pulser.devices import MockDevice
+
+    reg = pulser.Register.from_coordinates(np.asarray(model.positions_um), prefix="q")
+    seq = pulser.Sequence(reg, MockDevice)
+    seq.declare_channel("rydberg_global", "rydberg_global")
+    seq.add(pulser.Pulse.ConstantPulse(100, OMEGA, DELTA, 0.0), "rydberg_global")
+    config = MPSConfig(solver=Solver.DMRG, dt=100, observables=[Energy(evaluation_times=[1.0])],
+                       interaction_matrix=model.couplings().tolist(), max_bond_dim=max_bond, gpu=False,
+                       log_level=logging.WARN)
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = MPSBackend(seq, config=config).run()
+    return time.perf_counter() - start, float(result.energy[-1])
+
+
+def qep_sample(case: str, args) -> dict:
+    model = model_for(geometry(case))
+    h = model.hamiltonian()
+    theta, targets = model.theta(), np.array([[1.0, 0.0]])
+    backend = TimedBackend(get_backend("mps", model=model, max_bond=args.max_bond))
+    config = GradientConfig(estimator="symmetric", nudge="cost-operator", beta=args.beta)
+    start = time.perf_counter()
+    est = estimate_gradient(h, backend, theta, [[0.0]], targets, config)
+    total = time.perf_counter() - start
+    free = [(t, s) for phase, t, s in backend.log if phase == "free"]
+    nudged = [(t, s) for phase, t, s in backend.log if phase == "nudged"]
+    t_free, s_free = free[0]
+    row = dict(case=case, n=h.n_qubits, parameters=len(theta), total=total, t_free=t_free,
+               t_nudged=[t for t, _ in nudged], measure=total - t_free - sum(t for t, _ in nudged),
+               chi=s_free.info["max_bond_reached"], mpo_bond=s_free.info["mpo_bond"],
+               sweeps=(s_free.info["sweeps"], [s.info["sweeps"] for _, s in nudged]),
+               variance=s_free.info["variance"], flags=[s.info["flags"] for _, _, s in backend.log],
+               energy=s_free.energy, order=s_free.info["order"], crossings=len(est.crossings),
+               overlaps=[s_free.overlap(s) for _, s in nudged], lowering=s_free.info["time_lowering_s"])
+    row["nudged_fraction"] = float(np.mean(row["t_nudged"]) / t_free)
+    return row, model, est
+
+
+def fd_check(model: RydbergModel, args) -> dict:
+    """QEP (β = ``--fd-beta``) vs central finite differences of ⟨Ĉ⟩ on 5 parameters, tight tolerances."""
+    h = model.hamiltonian()
+    theta, target = model.theta(), np.array([1.0, 0.0])
+    names = list(h.parameter_names)
+    n = h.n_qubits
+    picked = [f"delta_{n - 1}", f"delta_{n - 3}", f"delta_{n // 2}", f"J_{n - 3}_{n - 2}", f"J_{n - 4}_{n - 2}"]
+    index = [names.index(p) for p in picked]
+    tight = get_backend("mps", model=model, max_bond=args.max_bond, cutoff=1e-12, energy_tol=1e-11)
+    config = GradientConfig(estimator="symmetric", nudge="cost-operator", beta=args.fd_beta)
+    start = time.perf_counter()
+    est = estimate_gradient(h, tight, theta, [[0.0]], [target], config)
+    t_qep = time.perf_counter() - start
+    free = tight.prepare(h, theta, [0.0])
+    objective = config.objective
+    fd = []
+    start = time.perf_counter()
+    for k in index:
+        step = np.zeros_like(theta)
+        step[k] = args.fd_step
+        plus = tight.prepare(h, theta + step, [0.0], reference=free)
+        minus = tight.prepare(h, theta - step, [0.0], reference=free)
+        fd.append((objective_value(objective, h, plus, target) - objective_value(objective, h, minus, target))
+                  / (2 * args.fd_step))
+    t_fd = time.perf_counter() - start
+    fd, qep = np.array(fd), est.gradient[index]
+    cosine = float(qep @ fd / (np.linalg.norm(qep) * np.linalg.norm(fd)))
+    return dict(names=picked, qep=qep, fd=fd, cosine=cosine,
+                rel=float(np.linalg.norm(qep - fd) / np.linalg.norm(fd)),
+                rel_each=np.abs(qep - fd) / np.abs(fd), t_qep=t_qep, t_fd=t_fd)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--cases", default="chain50,chain100,ladder10x5")
+    parser.add_argument("--emu", default="chain50,chain100", help="cases also run with emu-mps DMRG")
+    parser.add_argument("--emu-ladder", action="store_true", help="also run emu-mps on the ladder (~12 min)")
+    parser.add_argument("--max-bond", type=int, default=128)
+    parser.add_argument("--beta", type=float, default=0.1)
+    parser.add_argument("--fd", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--fd-beta", type=float, default=0.02)
+    parser.add_argument("--fd-step", type=float, default=1e-3)
+    args = parser.parse_args()
+    emu_cases = set(args.emu.split(",")) if args.emu else set()
+    if args.emu_ladder:
+        emu_cases |= {c for c in args.cases.split(",") if c.startswith("ladder")}
+    fd_model = None
+    for case in args.cases.split(","):
+        row, model, _ = qep_sample(case, args)
+        nudged = " + ".join(f"{t:.1f}" for t in row["t_nudged"])
+        print(f"\n== {case}: N = {row['n']}, {row['parameters']} parameters, order {row['order']}, "
+              f"χ = {row['chi']}, MPO bond {row['mpo_bond']}")
+        print(f"  one symmetric QEP sample: {row['total']:.1f} s = free {row['t_free']:.1f} s "
+              f"(lowering {row['lowering']:.1f} s, {row['sweeps'][0]} sweeps) + nudged {nudged} s "
+              f"({row['sweeps'][1]} sweeps) + expectations {row['measure']:.1f} s")
+        print(f"  nudged/free time: {row['nudged_fraction']:.2f}   overlaps ⟨ψ0|ψ±β⟩: "
+              f"{', '.join(f'{o:.6f}' for o in row['overlaps'])}   variance {row['variance']:.2e}   "
+              f"flags {row['flags']}   crossings {row['crossings']}")
+        if case in emu_cases:
+            t_emu, e_emu = emu_mps_free_energy(model, args.max_bond)
+            print(f"  emu-mps DMRG free phase: {t_emu:.1f} s   ratio emu-mps/mps(free) = {t_emu / row['t_free']:.2f}   "
+                  f"E_mps = {row['energy']:.9f}  E_emu = {e_emu:.9f}  "
+                  f"|ΔE|/|E| = {abs(e_emu - row['energy']) / abs(row['energy']):.2e}")
+        if case.startswith("chain") and fd_model is None:
+            fd_model = model
+    if args.fd and fd_model is not None:
+        r = fd_check(fd_model, args)
+        print(f"\n== QEP (β = {args.fd_beta}) vs central FD (step {args.fd_step}) of ⟨Ĉ⟩ at N = {fd_model.n_atoms}, "
+              f"tight tolerances")
+        for name, q, f, e in zip(r["names"], r["qep"], r["fd"], r["rel_each"], strict=True):
+            print(f"  {name:>10s}  QEP {q: .8f}   FD {f: .8f}   rel {e:.1e}")
+        print(f"  cosine {r['cosine']:.9f}   relative error ‖g_QEP − g_FD‖/‖g_FD‖ = {r['rel']:.2e}   "
+              f"(QEP {r['t_qep']:.1f} s, FD {r['t_fd']:.1f} s)")
+
+
+if __name__ == "__main__":
+    main()
