@@ -20,7 +20,7 @@ def write_outputs(out_dir: Path, results: dict) -> list[str]:
     """Write results.json, the plots and report.md into ``out_dir``; return the file names."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out_dir / "results.json", json.dumps(to_jsonable(results), indent=1))
+    atomic_write_text(out_dir / "results.json", json.dumps(to_jsonable(results), indent=1, allow_nan=False))
     plots = make_plots(out_dir, results)
     atomic_write_text(out_dir / "report.md", markdown_report(results, plots))
     return ["results.json", "report.md", *plots]

@@ -38,7 +38,8 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def to_jsonable(value):
-    """numpy scalars/arrays → Python floats/lists (floats keep their exact repr in JSON)."""
+    """numpy scalars/arrays → Python floats/lists (floats keep their exact repr in JSON); a non-finite
+    float becomes None, so that every file written is strict JSON."""
     if isinstance(value, dict):
         return {str(k): to_jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -47,8 +48,8 @@ def to_jsonable(value):
         return to_jsonable(value.tolist())
     if isinstance(value, np.integer):
         return int(value)
-    if isinstance(value, np.floating):
-        return float(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None
     if isinstance(value, np.bool_):
         return bool(value)
     return value
@@ -142,11 +143,3 @@ def require_int(section: dict, key: str, default: int, minimum: int, where: str)
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
         raise QepValueError(f"'{where}.{key}' must be an integer ≥ {minimum}, not {value!r}")
     return value
-
-
-def require_positive(section: dict, key: str, default: float, where: str) -> float:
-    value = section.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value <= 0:
-        raise QepValueError(f"'{where}.{key}' must be a positive number, not {value!r}")
-    return float(value)
-
