@@ -13,7 +13,8 @@ from qep_analog.device.limits import check_number
 from qep_analog.errors import QepValueError
 from qep_analog.learning.gradient import ESTIMATORS, estimate_gradient
 from qep_analog.learning.objectives import NUDGES
-from qep_analog.protocol import build_backend, build_data, build_gradient_config, build_model, load_protocol
+from qep_analog.protocol import load_protocol
+from qep_analog.tasks.build import GRADIENT_BOUNDS, build_backend, build_data, build_gradient_config, build_model
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,11 +31,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_gradient)
 
 
-# Upper bounds checked before anything is built (README, "Bad input"): a β beyond MAX_BETA overflows
-# the nudged Hamiltonian's spectrum; shots and samples beyond these allocate more than a laptop has.
-MAX_BETA = 1e3
-MAX_SHOTS = 1_000_000
-MAX_SAMPLES = 100_000
+# Upper bounds checked before anything is built: β and shots as for a protocol's [gradient]
+# (tasks.build.GRADIENT_BOUNDS, the bounds `train` applies), the batch as for training.batch_size.
+MAX_BETA = GRADIENT_BOUNDS["beta"][1]
+MAX_SHOTS = GRADIENT_BOUNDS["shots"][1]
+MAX_SAMPLES = 10**6
 MAX_SEED = 2**63 - 1
 
 
@@ -51,13 +52,9 @@ def _check_arguments(args: argparse.Namespace) -> None:
 
 
 def _check_config(config, args: argparse.Namespace, protocol) -> tuple[object, str | None]:
-    """Bounds of the resolved configuration; ``--shots`` with the exact estimator is refused, and
-    shots set by the protocol are dropped with a note when ``--estimator exact`` is asked for."""
+    """``--shots`` with the exact estimator is refused (as are protocol shots with a protocol's exact
+    estimator); shots set by the protocol are dropped with a note when ``--estimator exact`` is asked for."""
     source = protocol.source
-    if args.beta is None:
-        check_number(config.beta, f"gradient.beta in {source}", low=0, high=MAX_BETA)
-    if args.shots is None and config.shots is not None:
-        check_number(config.shots, f"gradient.shots in {source}", low=1, high=MAX_SHOTS, integer=True)
     if config.estimator == "exact" and config.shots is not None:
         if args.shots is not None:
             raise QepValueError("'--shots' has no effect with the exact estimator (it computes the exact gradient "
