@@ -83,6 +83,7 @@ EXPECT = {
     "protocols/export_detuning_nan.toml": "detunings", "protocols/export_positions_huge.toml": "positions_um",
     "protocols/export_positions_ragged.toml": "positions_um", "protocols/export_unknown_device.toml": "no_such_device",
     "protocols/export_samples_300.toml": "export_samples_300.toml",
+    "protocols/export_total_pulse_time.toml": "6,000,000 ns of pulses",
     "protocols/export_device_name_traversal.toml": "unknown device",
     "protocols/export_targets_out_of_range.toml": "data.targets", "protocols/export_targets_not_list.toml": "targets",
     "protocols/export_inputs_mismatch.toml": "data.inputs", "protocols/export_output_atom_out_of_range.toml": "output",
@@ -268,3 +269,15 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_exact_estimator_drops_protocol_shots_with_a_note(tmp_path, monkeypatch, capsys):
+    """`--estimator exact` on a protocol with shots: the shots are dropped and stderr says so (not silently)."""
+    protocol = tmp_path / "p.toml"
+    protocol.write_text(GRADIENT_BASE.read_text().replace("beta = 0.1", "beta = 0.1\nshots = 100"))
+    monkeypatch.chdir(tmp_path)
+    assert main(["gradient", str(protocol), "--estimator", "exact", "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert err.count("\n") == 1 and "ignores gradient.shots = 100" in err
+    result = json.loads(out)
+    assert result["shots"] is None and result["measurement"] == "exact-expectations"

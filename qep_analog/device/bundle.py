@@ -355,6 +355,12 @@ def write_bundle(spec: dict, out_dir: str | Path, *, step: int = 0, force: bool 
         raise QepValueError(f"'data.inputs' has {len(inputs)} samples but 'data.targets' has {len(targets)}")
     if not 1 <= len(targets) <= limits.MAX_SAMPLES:
         raise QepValueError(f"a bundle holds 1 to {limits.MAX_SAMPLES} samples, not {len(targets)} ('data.targets')")
+    total_ns = len(PHASES) * len(targets) * int(spec["ramp"]["duration_ns"])
+    if total_ns > limits.MAX_BUNDLE_NS:
+        raise QepValueError(f"the bundle would hold {len(PHASES) * len(targets)} sequences of "
+                            f"{spec['ramp']['duration_ns']} ns = {total_ns:,} ns of pulses, more than the "
+                            f"{limits.MAX_BUNDLE_NS:,} ns a bundle may hold; use fewer samples ('data.targets') "
+                            "or a shorter ramp ('duration_ns')")
     ramp = RampSpec(duration_ns=int(spec["ramp"]["duration_ns"]), start_detuning=spec["ramp"]["start_detuning"],
                     shape=spec["ramp"]["shape"])
     use_layout = spec.get("layout")
@@ -368,7 +374,11 @@ def write_bundle(spec: dict, out_dir: str | Path, *, step: int = 0, force: bool 
     table, coef = h.derivative_map
     observables = sorted({str(p) for p in table.products} | {f"n{ell}" for ell in model.output_atoms})
     entries, texts, free_seq = [], {}, None
-    for k, (x, t) in enumerate(zip(inputs, targets, strict=True)):
+    from tqdm.auto import tqdm
+
+    samples = tqdm(list(zip(inputs, targets, strict=True)), desc="export", unit="sample", leave=False,
+                   disable=None if total_ns > 100_000 else True)  # a bar only on a terminal, for long exports
+    for k, (x, t) in enumerate(samples):
         controls = model.controls(theta, model.inputs(x))
         for phase, change in sample_nudges(model, t, beta).items():
             seq, plan = model_sequence(model, controls, ramp, nudge_detunings=change, register=register)

@@ -23,6 +23,7 @@ MIN_BUNDLE_SHOTS = 2  # a standard error needs two shots
 MAX_ATOMS = 256  # atoms in a bundle register (WeightedAnalogDevice's maximum)
 MAX_EMULATED_ATOMS = 14  # lab-counts emulates the state vector: 2^14 amplitudes
 MAX_SAMPLES = 256  # samples in one bundle (3 sequences each)
+MAX_BUNDLE_NS = 1_000_000  # pulse time summed over a bundle's sequences: ~40 s to export, ~60 MB of pulser JSON
 MAX_STEP = 1_000_000_000
 MAX_TRAJECTORIES = 10_000  # noise trajectories for lab-counts
 MAX_SEED = 2**63 - 1
