@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"qep-analog: error: {_one_line(_describe(exc))}", file=sys.stderr)
         return 2
     except _Terminated:
-        print("qep-analog: terminated (SIGTERM); temporary files removed", file=sys.stderr)
+        print("qep-analog: terminated (SIGTERM)", file=sys.stderr)
         return 143
     except KeyboardInterrupt:
         print("qep-analog: interrupted", file=sys.stderr)

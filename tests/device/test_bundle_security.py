@@ -260,5 +260,5 @@ def test_sigterm_during_lab_counts_cleans_up(tmp_path):
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 143, err
-    assert err.strip().splitlines() == ["qep-analog: terminated (SIGTERM); temporary files removed"]
+    assert err.strip().splitlines() == ["qep-analog: terminated (SIGTERM)"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b", "p.toml"]
