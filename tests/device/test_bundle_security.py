@@ -262,3 +262,13 @@ def test_sigterm_during_lab_counts_cleans_up(tmp_path):
     assert proc.returncode == 143, err
     assert err.strip().splitlines() == ["qep-analog: terminated (SIGTERM)"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b", "p.toml"]
+
+
+def test_lab_counts_force_replaces_an_existing_directory(good, tmp_path, capsys):
+    """The refusal message suggests --force; lab-counts has it."""
+    bundle, counts = _copy(good, tmp_path)
+    assert main(["lab-counts", str(bundle), str(counts)]) == 2
+    assert "--force" in capsys.readouterr().err
+    assert main(["lab-counts", str(bundle), str(counts), "--force", "--seed", "1"]) == 0
+    assert read_counts(read_bundle(bundle), counts)["s000_free"].shape[1] == 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b0", "c0"]
