@@ -196,7 +196,7 @@ def from_quimb(mps, order: Sequence[int], **fields) -> MPSState:
         inds.append(p.site_ind(k))
         if k < n - 1:
             inds.append(p.bond(k, k + 1))
-        a = np.asarray(p[k].transpose(*inds).data, dtype=complex)
+        a = np.asarray(p[k].transpose(*inds).data)
         if k == 0:
             a = a[None]
         if k == n - 1:
@@ -208,7 +208,8 @@ def from_quimb(mps, order: Sequence[int], **fields) -> MPSState:
 def right_canonical(tensors: Sequence[np.ndarray]) -> tuple[np.ndarray, ...]:
     """The same state with every site k ≥ 1 right-isometric (Σ_s A^s A^{s†} = 1) and unit norm, by an
     LQ sweep from the right (QR of the transposed site matrices)."""
-    out = [np.asarray(a, dtype=complex) for a in tensors]
+    dtype = np.result_type(float, *tensors)  # real states stay real: DMRG warm starts keep real arithmetic
+    out = [np.asarray(a, dtype=dtype) for a in tensors]
     for k in range(len(out) - 1, 0, -1):
         chi_l, d, chi_r = out[k].shape
         q, r = np.linalg.qr(out[k].reshape(chi_l, d * chi_r).T)  # M^T = Q R  →  M = R^T Q^T
