@@ -139,4 +139,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):  # the serial baseline pinned like the CLI and the workers
+        raise SystemExit(main())
