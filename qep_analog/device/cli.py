@@ -81,14 +81,21 @@ def _lab_counts(args) -> int:
             raise QepValueError("--device-noise: the bundle's device has no noise model")
     from tqdm import tqdm
 
-    with tqdm(total=None, unit="seq", desc="lab-counts", file=sys.stderr, disable=None) as bar:
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
+    bars = []  # the bar appears with the first finished sequence, after every check has passed, and
+    # leaves no line behind: an error stays the only line on stderr, also on a terminal
 
+    def progress(done: int, total: int) -> None:
+        if not bars:
+            bars.append(tqdm(total=total, unit="seq", desc="lab-counts", file=sys.stderr, disable=None, leave=False))
+        bars[0].update(done - bars[0].n)
+
+    try:
         simulate_counts(args.bundle, args.counts_dir, seed=args.seed, shots=args.shots, noise_model=noise,
                         n_trajectories=args.trajectories, force=args.force, emulator=args.emulator,
                         progress=progress)
+    finally:
+        for bar in bars:
+            bar.close()
     print(f"wrote emulated counts to {args.counts_dir}")
     return 0
 
