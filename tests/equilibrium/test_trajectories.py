@@ -31,15 +31,15 @@ LAB = load_device("qep_lab_device")
 
 
 def ramp(n_atoms: int = 4, *, duration_ns: int = 1500, phase: float = 0.7, spacing_um: float = 6.0,
-         dmm: bool = True) -> Sequence:
-    """A 1D ramp on qep_lab_device with a DMM map and φ ≠ 0."""
+         dmm: bool = True, dmm_scale: float = 1.0) -> Sequence:
+    """A 1D ramp on qep_lab_device with a DMM map (detuning × ``dmm_scale``) and φ ≠ 0."""
     reg = Register.from_coordinates([(i * spacing_um, 0.0) for i in range(n_atoms)], prefix="q")
     seq = Sequence(reg, LAB)
     seq.declare_channel("ryd", "rydberg_global")
     if dmm:
         weights = {f"q{i}": float(w) for i, w in enumerate(np.linspace(0.2, 1.0, n_atoms))}
         seq.config_detuning_map(reg.define_detuning_map(weights), "dmm_0")
-        seq.add_dmm_detuning(InterpolatedWaveform(duration_ns, [0.0, -4.0, -2.0]), "dmm_0")
+        seq.add_dmm_detuning(InterpolatedWaveform(duration_ns, [0.0, -4.0 * dmm_scale, -2.0 * dmm_scale]), "dmm_0")
     amp = InterpolatedWaveform(duration_ns, [0.0, 6.0, 6.0, 0.0])
     det = InterpolatedWaveform(duration_ns, [-12.0, -4.0, 3.0, 8.0])
     seq.add(Pulse(amp, det, phase), "ryd", protocol="no-delay")
@@ -91,8 +91,19 @@ def pulser_draws(seq, nm, k: int, seed: int = 11):
     return values.mean(axis=0), values.std(axis=0, ddof=1) / np.sqrt(values.shape[0])
 
 
-def assert_agree(a, a_err, b, b_err, k: float = 3.0):
-    z = np.abs(a - b) / np.sqrt(a_err**2 + b_err**2 + 1e-30)
+FLOOR = 2e-5  # deterministic difference between emulators (interpolation of the samples, tolerances)
+
+
+def assert_agree(a, a_err, b, b_err, k: float = 3.0, n_ours: int | None = None):
+    """|a − b| ≤ k σ with σ² = a_err² + b_err² + FLOOR². For rare observables (mean < 0.05) the sample
+    standard error is unreliable: their per-trajectory values are heavy-tailed (at dephasing 0.8/µs, 1 % of
+    the trajectories carried 57 % of ⟨n_1 n_2⟩ ≈ 0.007); there a_err is raised to the bound √(μ(1 − μ)/K),
+    valid for any values in [0, 1]."""
+    if n_ours is not None:
+        mu = np.clip(0.5 * (a + b), 0.0, 1.0)
+        bound = np.sqrt(mu * (1 - mu) / n_ours)
+        a_err = np.where(mu < 0.05, np.maximum(a_err, bound), a_err)
+    z = np.abs(a - b) / np.sqrt(a_err**2 + b_err**2 + FLOOR**2)
     assert np.all(z <= k), f"max z = {z.max():.2f} at {int(np.argmax(z))}: {a} vs {b}"
 
 
@@ -252,7 +263,7 @@ def test_lindblad_channels_together_match_pulser_mesolve():
     seq = ramp(4)
     nm = NoiseModel(dephasing_rate=0.5, relaxation_rate=0.3, depolarizing_rate=0.2)
     mean, err = ours(seq, nm, 200)
-    assert_agree(mean, err, pulser_exact(seq, nm), 0.0)
+    assert_agree(mean, err, pulser_exact(seq, nm), 0.0, n_ours=200)
 
 
 @pytest.mark.slow
@@ -261,7 +272,7 @@ def test_each_lindblad_channel_matches_pulser_mesolve(name):
     seq = ramp(4)
     nm = LINDBLAD_ONLY[name]
     mean, err = ours(seq, nm, 400)
-    assert_agree(mean, err, pulser_exact(seq, nm), 0.0)
+    assert_agree(mean, err, pulser_exact(seq, nm), 0.0, n_ours=400)
 
 
 SHOT_TO_SHOT = {
@@ -269,7 +280,6 @@ SHOT_TO_SHOT = {
     "doppler": NoiseModel(temperature=200.0),
     "detuning": NoiseModel(detuning_sigma=1.0, detuning_hf_psd=(0.1, 0.5, 0.5), detuning_hf_omegas=(1.0, 5.0, 20.0)),
     "register": NoiseModel(temperature=50.0, trap_waist=1.0, trap_depth=50.0),
-    "dmm_sigma": NoiseModel(dmm_sigma=0.3),
     "dmm_crosstalk": NoiseModel(detuning_map_spot_waist=3.0),
     "state_prep": NoiseModel(state_prep_error=0.2),
 }
@@ -281,8 +291,26 @@ def test_each_shot_to_shot_channel_matches_pulser(name):
     seq = ramp(4)
     nm = SHOT_TO_SHOT[name]
     mean, err = ours(seq, nm, 200)
-    p_mean, p_err = pulser_draws(seq, nm, 60)
-    assert_agree(mean, err, p_mean, p_err)
+    p_mean, p_err = pulser_draws(seq, nm, 100)
+    assert_agree(mean, err, p_mean, p_err, n_ours=200)
+
+
+@pytest.mark.slow
+def test_dmm_sigma_matches_the_exact_average_over_pulser_runs():
+    """pulser 1.9.1 shares one DMM factor among all its trajectories (``dmm_det_fluctuation`` is created once,
+    outside the trajectory loop of ``_create_noise_trajectories``), so its trajectories are no reference. The
+    exact average E_f[⟨·⟩(f)], f = max(0, 1 + σ x), x ~ N(0, 1), is taken by 16-point Gauss–Hermite
+    quadrature over noiseless pulser runs with the DMM detuning scaled by f."""
+    sigma = 0.3
+    nodes, weights = np.polynomial.hermite_e.hermegauss(16)
+    weights = weights / weights.sum()
+    exact = 0.0
+    for x, w in zip(nodes, weights, strict=True):
+        f = max(0.0, 1.0 + sigma * x)
+        seq_f = ramp(4, dmm=f > 0, dmm_scale=f)
+        exact = exact + w * pulser_exact(seq_f, None)
+    mean, err = ours(ramp(4), NoiseModel(dmm_sigma=sigma), 200)
+    assert_agree(mean, err, exact, 0.0, n_ours=200)
 
 
 def test_dmm_crosstalk_is_deterministic_and_matches_pulser():
@@ -299,7 +327,7 @@ def test_lab_device_full_noise_model_matches_pulser():
     nm = LAB.noise_model
     mean, err = ours(seq, nm, 300)
     p_mean, p_err = pulser_draws(seq, nm, 60)
-    assert_agree(mean, err, p_mean, p_err)
+    assert_agree(mean, err, p_mean, p_err, n_ours=300)
 
 
 @pytest.mark.slow
@@ -320,5 +348,5 @@ def test_lindblad_only_matches_qutip_mesolve_on_our_hamiltonian():
     rho = result.states[-1].full()
     exact = occupation_and_pairs(np.real(np.diag(rho))[None, :], 3)[0]
     mean, err = ours(seq, nm, 3000)
-    assert_agree(mean, err, exact, 0.0)
+    assert_agree(mean, err, exact, 0.0, n_ours=3000)
     assert np.max(err) < 1e-2
