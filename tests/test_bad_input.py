@@ -102,7 +102,8 @@ class Case:
     entry: str  # corpus entry (relative to tests/data/bad) or "args.json:<i>"
     argv: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
-    setup: str = "none"  # "bundle" (good bundle and counts copied in) or "none"
+    setup: str = "none"  # "bundle" (good bundle and counts copied in), "bundle+b1" / "bundle+file"
+    # (and an existing b1/ or file afile), "none"
     expect: str | None = None
     stdout_has: str | None = None
 
@@ -190,9 +191,13 @@ def good(tmp_path_factory):
 
 
 def _prepare(case: Case, work: Path, good: Path) -> None:
-    if case.setup == "bundle":
+    if case.setup.startswith("bundle"):
         shutil.copytree(good / "b0", work / "b0")
         shutil.copytree(good / "c0", work / "c0")
+    if case.setup == "bundle+b1":  # an existing output directory
+        (work / "b1").mkdir()
+    if case.setup == "bundle+file":  # an existing file where an output directory should go
+        (work / "afile").write_text("not a directory\n")
     source = BAD / case.entry.split(":")[0]
     if case.entry.startswith("manifest/") and source.suffix == ".raw":
         (work / "b0" / "manifest.json").write_bytes(source.read_bytes())

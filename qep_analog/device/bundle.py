@@ -300,6 +300,18 @@ def atomic_directory(out_dir: str | Path, force: bool = False):
         raise
 
 
+def refuse_overlap(out_dir: str | Path, **inputs: str | Path) -> None:
+    """Refuse an output directory that is, contains or lies inside one of the command's inputs
+    (``--force`` would replace the input, or part of it, while it is being read)."""
+    out = Path(out_dir).resolve()
+    for name, path in inputs.items():
+        source = Path(path).resolve()
+        if source == out or out in source.parents:
+            raise QepValueError(f"output directory '{out_dir}' would replace the {name} '{path}' it reads")
+        if source in out.parents:
+            raise QepValueError(f"output directory '{out_dir}' lies inside the {name} '{path}' it reads")
+
+
 def _remove_created(created: list[Path]) -> None:
     for folder in reversed(created):
         try:
@@ -685,6 +697,9 @@ def update_bundle(bundle_dir: str | Path, counts_dir: str | Path, out_dir: str |
     """``qep-analog update``: counts → gradient → new parameters → the next bundle (atomic).
 
     ``readout="device"`` mitigates with the SPAM rates of the bundle's device noise model."""
+    out = Path(out_dir) if out_dir is not None else None
+    if out is not None:
+        refuse_overlap(out, bundle=bundle_dir, **{"counts directory": counts_dir})
     manifest = read_bundle(bundle_dir, expected_device=expected_device)
     bits = read_counts(manifest, counts_dir)
     if readout == "device":
@@ -705,7 +720,9 @@ def update_bundle(bundle_dir: str | Path, counts_dir: str | Path, out_dir: str |
     spec["model"] = dict(spec["model"], positions_um=new_model.positions_um.tolist(),
                          detunings=new_model.detunings.tolist())
     step = manifest["step"] + 1
-    out = Path(out_dir) if out_dir is not None else Path(f"{Path(bundle_dir).resolve()}_step{step}")
+    if out is None:
+        out = Path(f"{Path(bundle_dir).resolve()}_step{step}")
+        refuse_overlap(out, bundle=bundle_dir, **{"counts directory": counts_dir})
     report = {"from_bundle": str(Path(bundle_dir).resolve()), "from_step": manifest["step"],
               "names": result["names"], "gradient": result["gradient"].tolist(),
               "stderr": result["stderr"].tolist(), "loss": result["loss"],
@@ -749,6 +766,7 @@ def simulate_counts(bundle_dir: str | Path, counts_dir: str | Path, *, seed: int
     if noise_model is not None and "SPAM" in noise_model.noise_types:
         readout = ReadoutError(p_false_pos=float(noise_model.p_false_pos), p_false_neg=float(noise_model.p_false_neg))
 
+    refuse_overlap(counts_dir, bundle=bundle_dir)
     manifest = read_bundle(bundle_dir)
     n = len(manifest["register"]["qubit_ids"])
     if n > limits.MAX_EMULATED_ATOMS:
