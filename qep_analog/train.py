@@ -32,7 +32,7 @@ from pathlib import Path
 
 from qep_analog import __version__
 from qep_analog.errors import QepValueError
-from qep_analog.protocol import validate
+from qep_analog.protocol import read_toml, validate
 from qep_analog.tasks import PARALLEL_TASKS, TASKS
 from qep_analog.tasks.common import RunContext, training_config
 
@@ -47,28 +47,6 @@ def package_versions() -> dict:
         except metadata.PackageNotFoundError:
             versions[name] = None
     return versions
-
-
-MAX_PROTOCOL_BYTES = 4 * 2**20
-
-
-def read_toml(path: str | Path) -> dict:
-    """The TOML file at ``path``; every way it can fail is one QepValueError naming the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise QepValueError(f"protocol file '{path}' does not exist")
-    try:
-        if path.stat().st_size > MAX_PROTOCOL_BYTES:
-            raise QepValueError(f"{path}: a protocol must be at most {MAX_PROTOCOL_BYTES} bytes")
-        return tomllib.loads(path.read_bytes().decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise QepValueError(f"{path}: not UTF-8 text (byte {exc.start}); save the protocol as UTF-8") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise QepValueError(f"{path}: not valid TOML: {exc}") from None
-    except RecursionError:
-        raise QepValueError(f"{path}: tables or arrays nested too deeply") from None
-    except OSError as exc:
-        raise QepValueError(f"{path}: cannot be read ({exc.strerror})") from None
 
 
 def parse_override(text: str) -> tuple[list[str], object]:

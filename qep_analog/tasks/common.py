@@ -135,7 +135,10 @@ def drive(ctx: RunContext, task, **defaults) -> Driver:
 def training_config(ctx: RunContext, **defaults) -> TrainingConfig:
     """The protocol's ``[training]`` table as a validated :class:`TrainingConfig` (seed from ``--seed``)."""
     section = dict(ctx.protocol.section("training"), seed=ctx.seed)
-    return TrainingConfig.from_section(section, **defaults)
+    try:
+        return TrainingConfig.from_section(section, **defaults)
+    except QepValueError as exc:
+        raise QepValueError(f"{ctx.protocol.source}: {exc}") from None
 
 
 def require_int(section: dict, key: str, default: int, minimum: int, where: str) -> int:
