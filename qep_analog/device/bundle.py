@@ -390,34 +390,37 @@ def write_bundle(spec: dict, out_dir: str | Path, *, step: int = 0, force: bool 
 
     samples = tqdm(list(zip(inputs, targets, strict=True)), desc="export", unit="sample", leave=False,
                    disable=None if total_ns > 100_000 else True)  # a bar only on a terminal, for long exports
-    for k, (x, t) in enumerate(samples):
-        controls = model.controls(theta, model.inputs(x))
-        for phase, change in sample_nudges(model, t, beta).items():
-            seq, plan = model_sequence(model, controls, ramp, nudge_detunings=change, register=register)
-            if isinstance(device, Device):
+    try:
+        for k, (x, t) in enumerate(samples):
+            controls = model.controls(theta, model.inputs(x))
+            for phase, change in sample_nudges(model, t, beta).items():
+                seq, plan = model_sequence(model, controls, ramp, nudge_detunings=change, register=register)
+                if isinstance(device, Device):
+                    try:
+                        Backend.validate_sequence(seq, mimic_qpu=use_layout)
+                    except (ValueError, TypeError) as exc:
+                        raise QepValueError(f"sequence s{k:03d}_{phase} fails pulser's validation on "
+                                            f"{device.name}: {exc}") from None
+                text = seq.to_abstract_repr()
                 try:
-                    Backend.validate_sequence(seq, mimic_qpu=use_layout)
-                except (ValueError, TypeError) as exc:
-                    raise QepValueError(f"sequence s{k:03d}_{phase} fails pulser's validation on "
-                                        f"{device.name}: {exc}") from None
-            text = seq.to_abstract_repr()
-            try:
-                pulser.Sequence.from_abstract_repr(text)  # must round-trip
-            except Exception as exc:  # pulser raises schema / value errors of several kinds
-                raise QepValueError(
-                    f"sequence s{k:03d}_{phase} does not round-trip through pulser JSON: {exc}"
-                ) from None
-            sid = f"s{k:03d}_{phase}"
-            texts[f"sequences/{sid}.json"] = text
-            if free_seq is None:
-                free_seq = seq
-            sign = {"free": 0.0, "plus": 1.0, "minus": -1.0}[phase]
-            entries.append({"id": sid, "file": f"sequences/{sid}.json", "sample": k, "phase": phase,
-                            "beta": sign * beta, "shots": shots, "input": list(map(float, x)),
-                            "target": list(map(float, t)), "nudge_detunings": change.tolist(),
-                            "final_detunings": plan.realised.tolist(), "dmm_plan": plan.reason,
-                            "observables": observables if phase != "free" else [f"n{e}" for e in
-                                                                               model.output_atoms]})
+                    pulser.Sequence.from_abstract_repr(text)  # must round-trip
+                except Exception as exc:  # pulser raises schema / value errors of several kinds
+                    raise QepValueError(
+                        f"sequence s{k:03d}_{phase} does not round-trip through pulser JSON: {exc}"
+                    ) from None
+                sid = f"s{k:03d}_{phase}"
+                texts[f"sequences/{sid}.json"] = text
+                if free_seq is None:
+                    free_seq = seq
+                sign = {"free": 0.0, "plus": 1.0, "minus": -1.0}[phase]
+                entries.append({"id": sid, "file": f"sequences/{sid}.json", "sample": k, "phase": phase,
+                                "beta": sign * beta, "shots": shots, "input": list(map(float, x)),
+                                "target": list(map(float, t)), "nudge_detunings": change.tolist(),
+                                "final_detunings": plan.realised.tolist(), "dmm_plan": plan.reason,
+                                "observables": observables if phase != "free" else [f"n{e}" for e in
+                                                                                   model.output_atoms]})
+    finally:  # on a terminal, the bar must be gone before an error line is printed
+        samples.close()
     texts["device.json"] = device_json(device)
     manifest = {
         "format": FORMAT, "version": VERSION, "step": int(step),
