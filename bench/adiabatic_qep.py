@@ -101,8 +101,10 @@ def cosine_path_gap(inst: Instance, start_detuning: float = -20.0) -> float:
     return float(min(gaps))
 
 
-def random_instances(device, n: int, seed: int = 14) -> tuple[list[Instance], int]:
+def random_instances(device, n: int, seed: int = 14, hard: bool = False) -> tuple[list[Instance], int]:
+    """``hard``: Ω ∈ [2, 10], δ_i ∈ [0, 14] rad/µs, spacing ≥ 5 µm (smaller gaps; still ≥ 1 rad/µs)."""
     rng = np.random.default_rng(seed)
+    omega_range, det_range, spacing = ((2, 10), (0, 14), 5.0) if hard else ((3, 10), (-2, 8), 5.5)
     out, tried = [], 0
     while len(out) < n:
         tried += 1
@@ -110,10 +112,10 @@ def random_instances(device, n: int, seed: int = 14) -> tuple[list[Instance], in
         pos = []
         while len(pos) < n_atoms:
             p = rng.uniform(0, 20, size=2)
-            if all(np.linalg.norm(p - q) >= 5.5 for q in pos):
+            if all(np.linalg.norm(p - q) >= spacing for q in pos):
                 pos.append(p)
-        model = RydbergModel(positions_um=np.array(pos), device=device, omega=float(rng.uniform(3, 10)),
-                             detunings=rng.uniform(-2, 8, size=n_atoms), input_atoms=(),
+        model = RydbergModel(positions_um=np.array(pos), device=device, omega=float(rng.uniform(*omega_range)),
+                             detunings=rng.uniform(*det_range, size=n_atoms), input_atoms=(),
                              output_atoms=(int(rng.integers(n_atoms)),))
         if model.violations():
             continue
@@ -163,8 +165,7 @@ def run(instances, durations, protocols, quality_protocol: str) -> list[dict]:
                 rows.append(row)
         print(f"  [{k + 1}/{len(instances)}] {inst.name} N={inst.model.n_atoms} gap={gap:.2f}: "
               + ", ".join(f"{r['protocol']}@{r['duration_ns'] // 1000}µs {r['rel_error']:.3f}"
-                          for r in rows if r["instance"] == inst.name and r["protocol"] in ("cosine",
-                                                                                             "local-adiabatic")),
+                          for r in rows if r["instance"] == inst.name),
               flush=True)
     return rows
 
@@ -240,13 +241,27 @@ def main() -> None:
     parser.add_argument("--random", type=int, default=24)
     parser.add_argument("--classifier", type=int, default=16)
     parser.add_argument("--quick", action="store_true", help="4 random, 4 classifier samples")
+    parser.add_argument("--hard", action="store_true", help="random registers with smaller gaps (see random_instances)")
+    parser.add_argument("--seed", type=int, default=14, help="seed of the random registers")
+    parser.add_argument("--protocols", default=",".join(PROTOCOLS),
+                        help="comma-separated subset of: " + ", ".join(PROTOCOLS))
+    parser.add_argument("--scan-boundary", action="store_true",
+                        help="instead: local-adiabatic with boundary λ = 0.1, 0.2, 0.3, 0.5, 1 (= cosine)")
+    parser.add_argument("--tag", default="", help="suffix of the result files")
     args = parser.parse_args()
     if args.quick:
         args.random, args.classifier = 4, 4
+    protocols = {name: PROTOCOLS[name] for name in args.protocols.split(",")}
+    if "cosine" not in protocols:
+        protocols = {"cosine": PROTOCOLS["cosine"], **protocols}  # the baseline of every ratio
+    if args.scan_boundary:
+        protocols = {"cosine": PROTOCOLS["cosine"]}
+        protocols.update({f"LA λ={lam:g}": dict(schedule="local-adiabatic", schedule_boundary=lam)
+                          for lam in (0.1, 0.2, 0.3, 0.5)})
     device = lab_device_two_dmms()
     start = time.perf_counter()
     clf = classifier_instances(device, args.classifier)
-    rnd, tried = random_instances(device, args.random)
+    rnd, tried = random_instances(device, args.random, seed=args.seed, hard=args.hard)
     print(f"instances: {len(clf)} classifier samples, {len(rnd)} random registers ({tried} drawn, kept those with "
           f"min cosine-path gap ≥ 1 rad/µs)")
     gaps = {"classifier": [cosine_path_gap(i) for i in clf], "random": [cosine_path_gap(i) for i in rnd]}
@@ -255,15 +270,16 @@ def main() -> None:
               f"{np.median(g):.2f} / {np.percentile(g, 75):.2f}, max {np.max(g):.2f} rad/µs")
     print("  random N:", dict(zip(*np.unique([i.model.n_atoms for i in rnd], return_counts=True), strict=True)))
     quality_protocol = "local-adiabatic"
-    rows = run(clf + rnd, DURATIONS_NS, PROTOCOLS, quality_protocol)
+    rows = run(clf + rnd, DURATIONS_NS, protocols, quality_protocol)
     table([r for r in rows if r["instance"].startswith("classifier")], "classifier training samples")
     table([r for r in rows if r["instance"].startswith("random")], "random registers")
     table(rows, "all instances")
     quality_report(rows, quality_protocol)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    plot(rows, RESULTS / "adiabatic_qep.png")
-    (RESULTS / "adiabatic_qep.json").write_text(json.dumps(dict(rows=rows, gaps=gaps), indent=1, default=float))
-    print(f"\nwrote {RESULTS / 'adiabatic_qep.png'} and .json; wall time {time.perf_counter() - start:.0f} s")
+    stem = "adiabatic_qep" + (f"_{args.tag}" if args.tag else "")
+    plot(rows, RESULTS / f"{stem}.png")
+    (RESULTS / f"{stem}.json").write_text(json.dumps(dict(rows=rows, gaps=gaps), indent=1, default=float))
+    print(f"\nwrote {RESULTS / stem}.png and .json; wall time {time.perf_counter() - start:.0f} s")
 
 
 if __name__ == "__main__":
