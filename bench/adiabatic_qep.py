@@ -308,6 +308,39 @@ def decompose(instances, duration_ns: int = 4000, ramps_ns=(248, 500, 1000, 2000
               f"{np.linalg.norm(est_pair - g[0]) / norm:.3f} |")
 
 
+def noise_row(instances, protocols: dict, n_trajectories: int, durations=DURATIONS_NS) -> None:
+    """The protocols with qep_lab_device's noise model (quantum-jump trajectories, emulator "trajectories";
+    SPAM readout flips are left to the measurement layer, so not included): per-sample relative error and
+    the batch-mean gradient's relative error and cosine against the noiseless exact gradient."""
+    noise = load_device("qep_lab_device").noise_model
+    print(f"\n### noise: qep_lab_device noise model {sorted(noise.noise_types)}, {n_trajectories} trajectories, "
+          f"{len(instances)} samples")
+    print("| protocol | T | median per-sample rel. error | batch-mean rel. error | batch-mean cosine | median 1 − F |")
+    print("|---|---|---|---|---|---|")
+    exact = get_backend("exact")
+    refs = {}
+    for inst in instances:
+        h = inst.model.hamiltonian()
+        refs[inst.name] = symmetric_gradient(exact, inst, h, derivative_diagonals(h))[0]
+    for name, opts in protocols.items():
+        for duration in durations:
+            errs, grads, infid = [], [], []
+            for inst in instances:
+                h = inst.model.hamiltonian()
+                backend = get_backend("adiabatic", model=inst.model, duration_ns=duration, noise_model=noise,
+                                      n_trajectories=n_trajectories, **opts)
+                g, free = symmetric_gradient(backend, inst, h, derivative_diagonals(h))
+                ref = refs[inst.name]
+                errs.append(np.linalg.norm(g - ref) / np.linalg.norm(ref))
+                grads.append(g)
+                infid.append(free.info["infidelity"])
+            mean, ref = np.mean(grads, axis=0), np.mean([refs[i.name] for i in instances], axis=0)
+            cos = float(mean @ ref / (np.linalg.norm(mean) * np.linalg.norm(ref)))
+            print(f"| {name} | {duration / 1000:g} µs | {np.median(errs):.3f} | "
+                  f"{np.linalg.norm(mean - ref) / np.linalg.norm(ref):.3f} | {cos:.3f} | {np.median(infid):.1e} |",
+                  flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--random", type=int, default=24)
@@ -322,7 +355,14 @@ def main() -> None:
     parser.add_argument("--tag", default="", help="suffix of the result files")
     parser.add_argument("--decompose", action="store_true",
                         help="instead: decompose the after-preparation error on 4 classifier samples")
+    parser.add_argument("--noise", type=int, default=0, metavar="K",
+                        help="instead: cosine vs local-adiabatic with qep_lab_device's noise, K trajectories, "
+                             "on the --classifier samples")
     args = parser.parse_args()
+    if args.noise:
+        noise_row(classifier_instances(load_device("qep_lab_device"), args.classifier),
+                  {k: PROTOCOLS[k] for k in ("cosine", "local-adiabatic")}, args.noise)
+        return
     if args.decompose:
         decompose(classifier_instances(lab_device_two_dmms(), 4))
         return
