@@ -147,3 +147,30 @@ def _check_counts(good: dict, manifest: dict, counts: Path) -> None:
     for array in bits.values():
         assert array.shape[1] == 4 and 0.9 * shots <= array.shape[0] <= shots
         assert set(np.unique(array)) <= {0, 1}
+
+
+@pytest.mark.slow
+@settings(FUZZ, max_examples=300)
+@given(data=st.data())
+def test_update_with_one_field_replaced(lab, data, tmp_path):
+    """The whole `update` (read, gradient, next bundle) on a good manifest with one field replaced and
+    the checksum recomputed: a QepError, or a next bundle that reads back (slow: ~0.2 s per example)."""
+    from qep_analog.device.bundle import update_bundle
+
+    root, good, _ = lab
+    manifest = copy.deepcopy(good)
+    path = data.draw(st.sampled_from([p for p in _paths(manifest) if p and p[0] not in ("checksum", "files")]))
+    parent = manifest
+    for key in path[:-1]:
+        parent = parent[key]
+    parent[path[-1]] = data.draw(trees | st.floats(-1e3, 1e3) | st.integers(-5, 300))
+    _rehash(manifest)
+    (root / "b" / "manifest.json").write_text(json.dumps(manifest))
+    out = tmp_path / "next"
+    shutil.rmtree(out, ignore_errors=True)
+    try:
+        update_bundle(root / "b", root / "counts", out, drawings=False)
+    except QepError:
+        assert not out.exists()
+        return
+    assert read_bundle(out)["step"] == manifest["step"] + 1
