@@ -62,7 +62,8 @@ def test_sequences_round_trip_and_reproduce_backend_state(bundle):
     spec = dict(SPEC, device_object=load_device("MockDevice"))
     model = model_from(spec)
     h = model.hamiltonian()
-    backend = get_backend("adiabatic", model=model, duration_ns=SPEC["ramp"]["duration_ns"])
+    backend = get_backend("adiabatic", model=model, duration_ns=SPEC["ramp"]["duration_ns"],
+                          schedule=SPEC["ramp"]["shape"])  # the bundle's ramp, not the backend default
     free = backend.prepare(h, model.theta(), [1.0])
     text = (bundle / "b0" / manifest["sequences"][0]["file"]).read_text()
     seq = pulser.Sequence.from_abstract_repr(text)
@@ -78,7 +79,8 @@ def test_file_loop_matches_in_process_step(bundle):
     spec = dict(SPEC, device_object=load_device("MockDevice"))
     model = model_from(spec)
     h = model.hamiltonian()
-    backend = get_backend("adiabatic", model=model, duration_ns=SPEC["ramp"]["duration_ns"])
+    backend = get_backend("adiabatic", model=model, duration_ns=SPEC["ramp"]["duration_ns"],
+                          schedule=SPEC["ramp"]["shape"])  # the bundle's ramp, not the backend default
     config = GradientConfig(estimator="symmetric", nudge="cost-operator", beta=1.0, shots=None)
     exact = estimate_gradient(h, backend, model.theta(), [[1.0]], [[1.0]], config).gradient
     file_grad, stderr = np.array(report["gradient"]), np.array(report["stderr"])
@@ -183,7 +185,7 @@ def test_readout_mitigation_with_the_lab_device(tmp_path):
     report = update_bundle(tmp_path / "b", tmp_path / "c", tmp_path / "n", drawings=False, readout="device")
     model = model_from(dict(spec, device_object=lab))
     config = GradientConfig(estimator="symmetric", nudge="cost-operator", beta=1.0, shots=None)
-    backend = get_backend("adiabatic", model=model, duration_ns=1500)
+    backend = get_backend("adiabatic", model=model, duration_ns=1500, schedule="cosine")  # the bundle's ramp
     exact = estimate_gradient(model.hamiltonian(), backend, model.theta(), [[1.0]], [[1.0]], config).gradient
     assert report["readout_mitigation"] == [lab.noise_model.p_false_pos, lab.noise_model.p_false_neg]
     assert np.all(np.abs(np.array(report["gradient"]) - exact) <= 4 * np.array(report["stderr"]) + 1e-12)
