@@ -21,7 +21,7 @@ from qep_analog.errors import QepError, QepValueError
 # Modules providing ``register(subparsers)``; one line per subcommand family.
 SUBCOMMAND_MODULES: list[str] = [
     "qep_analog.device.cli",
-    "qep_analog.learning.cli",
+    "qep_analog.gradient_cli",
     "qep_analog.train_cli",
 ]
 
