@@ -28,6 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--samples", type=int, default=None, help="batch size (default: the protocol's)")
     p.add_argument("--seed", type=int, default=0, help="seed, 0 to 2^63 - 1")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--workers", type=int, default=None, metavar="K",
+                   help="run the batch's samples on a local Dask cluster of K worker processes")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS", help="or on a running Dask scheduler")
     p.set_defaults(func=run_gradient)
 
 
@@ -90,8 +93,15 @@ def run_gradient(args: argparse.Namespace) -> int:
     if note:
         print(f"qep-analog: {note}", file=sys.stderr)
     batch = rng.choice(len(data.targets), size=n, replace=False)
-    est = estimate_gradient(h, backend, theta, None if data.inputs is None else data.inputs[batch],
-                            data.targets[batch], config, seed=args.seed)
+    from qep_analog.distributed import make_executor
+
+    executor = make_executor(engine="serial", workers=args.workers, scheduler=args.scheduler)
+    try:
+        est = estimate_gradient(h, backend, theta, None if data.inputs is None else data.inputs[batch],
+                                data.targets[batch], config, seed=args.seed, executor=executor)
+    finally:
+        if hasattr(executor, "close"):
+            executor.close()
     result = est.to_dict()
     result["gradient"] = dict(zip(est.parameter_names, est.gradient.tolist(), strict=True))
     result["stderr"] = dict(zip(est.parameter_names, est.stderr.tolist(), strict=True))

@@ -111,3 +111,11 @@ def test_workers_on_a_serial_task_warns_once_and_runs(tmp_path: Path, capsys):
     assert main(["train", str(PROTOCOLS / "sensitivity.toml"), "--out", str(out), "--no-progress", "--workers", "2",
                  "--set", "training.steps=2", "--set", "task.plot_resolution=2"]) == 0
     assert capsys.readouterr().err.count("warning") == 1
+
+
+def test_gradient_command_on_workers_prints_the_serial_result(capsys):
+    args = ["gradient", str(PROTOCOLS / "tfim_gradient.toml"), "--json", "--estimator", "symmetric", "--shots", "50"]
+    assert main(args) == 0
+    serial = json.loads(capsys.readouterr().out)
+    assert main([*args, "--workers", "2"]) == 0
+    assert json.loads(capsys.readouterr().out) == serial
