@@ -8,7 +8,8 @@ Device names are looked up, first match wins, in: the directories of ``$QEP_ANAL
 (``os.pathsep``-separated), the top-level ``devices/`` of a source checkout, and the copy of those
 files shipped inside the package (``qep_analog/devices_data/``, package data, so that a plain
 ``pip install .`` knows ``qep_lab_device``). ``tests/device/test_device_data.py`` keeps the copy
-identical to ``devices/``.
+identical to ``devices/``. A device may carry lab metadata (shot rate, price, runs per job) in a sidecar
+``<stem>.lab.json`` that pulser never reads (:mod:`qep_analog.device.lab`); it is not a device spec.
 """
 
 from __future__ import annotations
@@ -112,8 +113,8 @@ def load_device(spec: str | Path | BaseDevice) -> BaseDevice:
     path = Path(text)
     if path.suffix == ".json":
         candidates = [path]
-    elif "/" in text or "\\" in text or text.startswith(".") or not text:
-        candidates = []  # a name is a file stem, never a path
+    elif "/" in text or "\\" in text or text.startswith(".") or not text or text.endswith(".lab"):
+        candidates = []  # a name is a file stem, never a path, and never a lab sidecar's stem
     else:
         candidates = [folder / f"{text}.json" for folder in device_dirs()]
     for candidate in candidates:
@@ -126,8 +127,9 @@ def load_device(spec: str | Path | BaseDevice) -> BaseDevice:
 
 
 def _json_files(folder: Path) -> list[Path]:
+    """Device specs in ``folder``: ``*.json`` but not the lab sidecars ``*.lab.json`` (see device/lab.py)."""
     try:
-        return sorted(p for p in folder.glob("*.json") if p.is_file())
+        return sorted(p for p in folder.glob("*.json") if p.is_file() and not p.name.endswith(".lab.json"))
     except OSError:
         return []
 
