@@ -23,6 +23,13 @@ hashed again when read, every number is finite and within :mod:`qep_analog.devic
 device's limits, and the parameters, sequences and data agree with each other. Counts files must be
 JSON objects {bitstring: integer count} whose total lies in [⌈0.9·shots⌉, shots] of the manifest.
 Output directories are created like ``mkdir`` does (mode 0777 minus the umask), as ``train`` does.
+
+Devices without a DMM (e.g. ``fresnel_like``: global drive only) take only a global nudge: the cost must be
+Ĉ = Σ_i (n_i − t)² over every atom (N × the Rydberg-fraction cost), whose ±β nudge β(1 − 2t) Σ_i n_i shifts
+the global detuning by ∓β(1 − 2t); the detunings stay uniform (one global Δ, updated by Σ_i ∂L/∂δ_i) and the
+inputs must be global. Export refuses a local nudge on such a device and says why. Every sequence is split
+into jobs of at most ``max_runs_per_job`` runs (lab sidecar, else pulser's ``max_runs``), listed in the
+manifest's ``jobs``; ``shot_bill`` states the step's shots, jobs, hours and cost (:mod:`qep_analog.device.lab`).
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ from pulser.devices import Device
 
 from qep_analog.device import limits
 from qep_analog.device.devices import device_json, load_device
+from qep_analog.device.lab import job_split, lab_metadata, shot_bill
 from qep_analog.device.limits import check_number, show
 from qep_analog.device.protocol_section import register_protocol_section
 from qep_analog.device.rydberg import RydbergModel
@@ -126,6 +134,17 @@ MANIFEST_SCHEMA = {
                            "final_detunings": _array(_num(-1e6, 1e6), limits.MAX_ATOMS)}}},
         "gradient_rule": {"type": "object"},
         "counts_format": {"type": "string"},
+        "nudge": {"enum": ["local", "global"]},
+        "jobs": _array({"type": "object", "required": ["id", "sequence", "runs"], "additionalProperties": False,
+                        "properties": {"id": {"type": "string", "pattern": ID_PATTERN},
+                                       "sequence": {"type": "string", "pattern": ID_PATTERN},
+                                       "runs": _int(1, limits.MAX_SHOTS)}}, 3 * limits.MAX_SAMPLES * 1000),
+        "shot_bill": {"type": "object", "properties": {
+            "shots": _int(0, 10**12), "sequences": _int(0, 10**6), "jobs": _int(0, 10**12),
+            "hours": {"type": ["number", "null"], "minimum": 0}, "cost": {"type": ["number", "null"], "minimum": 0},
+            "currency": {"type": ["string", "null"], "maxLength": 3}, "device": _TEXT,
+            "max_runs_per_job": {"type": ["integer", "null"], "minimum": 1}, "rate_source": {"type": "string",
+                                                                                               "maxLength": 1024}}},
         "files": {"type": "object", "maxProperties": 4 * limits.MAX_SAMPLES + 16,
                   "propertyNames": {"pattern": PATH_PATTERN},
                   "additionalProperties": {"type": "string", "pattern": "^[0-9a-f]{64}$"}},
@@ -336,6 +355,32 @@ def _draw(seq: pulser.Sequence, register, folder: Path) -> None:
         plt.close("all")
 
 
+def check_nudge_realisable(model: RydbergModel, targets) -> str:
+    """'local' on a device with a DMM; 'global' on one without, after checking that every control is global:
+    uniform detunings, global inputs, and a cost over every atom with one target per sample (so that the
+    ±β nudge β Σ_i (1 − 2t) n_i is a shift of the global detuning). Raise naming the reason otherwise."""
+    device = model.device
+    if device.dmm_channels:
+        return "local"
+    name, n = device.name, model.n_atoms
+    why = f"{name} has no DMM (global drive only), so QEP can only nudge the global detuning"
+    if set(model.output_atoms) != set(range(n)):
+        raise QepValueError(f"a local nudge cannot run on {name}: the ±β nudge β(1 − 2t_ℓ) n_ℓ on output atoms "
+                            f"{list(model.output_atoms)} is a local detuning, and {why}. Use a global cost: "
+                            f"'device.output_atoms' = every atom (the Rydberg fraction), one target for all")
+    for k, t in enumerate(targets):
+        if len(set(map(float, t))) > 1:
+            raise QepValueError(f"a local nudge cannot run on {name}: 'data.targets[{k}]' = {show(t)} differ between "
+                                f"atoms, so the nudge β Σ_i (1 − 2t_i) n_i is local, and {why}")
+    if np.ptp(model.detunings) > 1e-9:
+        raise QepValueError(f"'device.detunings' = {show(model.detunings.tolist())} are not uniform, and {why} "
+                            "(and detune every atom alike)")
+    if model.input_atoms and model.input_mode != "global":
+        raise QepValueError(f"local inputs on atoms {list(model.input_atoms)} need a DMM, and {why}; set "
+                            "'device.input_mode' = 'global' (inputs are (Ω, global Δ))")
+    return "global"
+
+
 # ---------------------------------------------------------------------------- export
 def write_bundle(spec: dict, out_dir: str | Path, *, step: int = 0, force: bool = False, drawings: bool = True,
                  extra_files: dict[str, str] | None = None) -> dict:
@@ -375,6 +420,7 @@ def write_bundle(spec: dict, out_dir: str | Path, *, step: int = 0, force: bool 
                             "or a shorter ramp ('duration_ns')")
     ramp = RampSpec(duration_ns=int(spec["ramp"]["duration_ns"]), start_detuning=spec["ramp"]["start_detuning"],
                     shape=spec["ramp"]["shape"])
+    nudge_kind = check_nudge_realisable(model, targets)
     use_layout = spec.get("layout")
     use_layout = bool(device.requires_layout) if use_layout is None else bool(use_layout)
     layout_seconds = 0.0
@@ -422,6 +468,11 @@ def write_bundle(spec: dict, out_dir: str | Path, *, step: int = 0, force: bool 
     finally:  # on a terminal, the bar must be gone before an error line is printed
         samples.close()
     texts["device.json"] = device_json(device)
+    lab = lab_metadata(device_spec)
+    runs = (lab.max_runs_per_job if lab is not None else None) or device.max_runs
+    jobs = [{"id": f"{e['id']}_j{j}" if len(split) > 1 else e["id"], "sequence": e["id"], "runs": r}
+            for e in entries for split in [job_split(e["shots"], runs)] for j, r in enumerate(split)]
+    bill = shot_bill([e["shots"] for e in entries], device=device, lab=lab)
     manifest = {
         "format": FORMAT, "version": VERSION, "step": int(step),
         "device": {"name": device.name, "file": "device.json", "spec": str(device_spec)},
@@ -443,7 +494,11 @@ def write_bundle(spec: dict, out_dir: str | Path, *, step: int = 0, force: bool 
             "update": "theta <- project(theta - learning_rate * g); positions <- project(positions - "
                       "position_learning_rate * dL/dr)",
         },
-        "counts_format": "COUNTS_DIR/<id>.json = {bitstring: count}; '1' = Rydberg; leftmost char = q0",
+        "counts_format": "COUNTS_DIR/<id>.json = {bitstring: count}; '1' = Rydberg; leftmost char = q0"
+                         "; a sequence split into jobs (see 'jobs') gets one counts file: the sum of its jobs' counts",
+        "nudge": nudge_kind,
+        "jobs": jobs,
+        "shot_bill": bill.as_dict(),
     }
     texts.update(extra_files or {})
     with atomic_directory(out_dir, force=force) as tmp:
@@ -533,6 +588,9 @@ def read_bundle(bundle_dir: str | Path, *, expected_device: str | None = None) -
         expected = load_device(expected_device)
         if expected.name != device.name or device_json(expected) != device_json(device):
             raise QepValueError(f"bundle '{root}' is for device {device.name!r}, not {expected.name!r}")
+    longest_job = max((job["runs"] for job in manifest.get("jobs", [])), default=0)
+    if device.max_runs is not None and longest_job > device.max_runs:
+        raise QepValueError(f"{path}: a job of {longest_job} runs exceeds {device.name}'s max_runs = {device.max_runs}")
     manifest["_device_object"] = device
     try:
         model = model_from(spec_from_manifest(manifest)).validate()
@@ -587,6 +645,19 @@ def _check_sequences(manifest: dict, path: Path) -> None:
     if len(phases) != 3 * n_samples:
         raise QepValueError(f"{path}: 'sequences' must hold the free, plus and minus phases of each of the "
                             f"{n_samples} samples, not {len(phases)} sequences")
+    if "jobs" in manifest:  # every sequence's runs, split into jobs, add up to its shots
+        runs: dict[str, int] = {}
+        job_ids = set()
+        for i, job in enumerate(manifest["jobs"]):
+            if job["sequence"] not in seen or job["id"] in job_ids:
+                raise QepValueError(f"{path}: 'jobs[{i}]': sequence {job['sequence']!r} is unknown or job id "
+                                    f"{job['id']!r} repeats")
+            job_ids.add(job["id"])
+            runs[job["sequence"]] = runs.get(job["sequence"], 0) + job["runs"]
+        for entry in manifest["sequences"]:
+            if runs.get(entry["id"], 0) != entry["shots"]:
+                raise QepValueError(f"{path}: the jobs of sequence {entry['id']!r} run {runs.get(entry['id'], 0)} "
+                                    f"times, not its {entry['shots']} shots")
 
 
 def read_verified(bundle_dir: str | Path, manifest: dict, rel: str) -> bytes:
@@ -689,6 +760,8 @@ def apply_update(model: RydbergModel, gradient, *, learning_rate: float, positio
                  ) -> RydbergModel:
     """θ ← θ − η ĝ for local detunings, r ← r − η_r ∂L/∂r for positions, projected on the device."""
     grad_pos, grad_det = model.split_gradient(gradient)
+    if not model.device.dmm_channels:  # one global Δ = δ_i for all i: ∂L/∂Δ = Σ_i ∂L/∂δ_i
+        grad_det = np.full_like(grad_det, grad_det.sum())
     det = model.detunings - learning_rate * grad_det
     pos = model.positions_um - (position_learning_rate * grad_pos if model.train_positions else 0.0)
     return model.project(positions_um=pos, detunings=det)
