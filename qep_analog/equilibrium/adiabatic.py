@@ -108,6 +108,11 @@ class AdiabaticBackend:
                  emulator_tolerance: float = 1e-7, seed: int = 0):
         if not isinstance(model, RydbergModel):
             raise QepValueError(f"'model' must be a RydbergModel, not {type(model).__name__}")
+        if isinstance(noise_model, str):  # "device": the device's own model, as pulser's prefer_device_noise_model
+            if noise_model != "device" or model.device.noise_model is None:
+                raise QepValueError(f"'noise_model' must be a pulser NoiseModel, None or 'device' (for a device with "
+                                    f"a noise model), not {noise_model!r} on {model.device.name}")
+            noise_model = model.device.noise_model
         if emulator is None:  # issue 15: a noise model with a trajectory count runs our quantum-jump trajectories
             emulator = "trajectories" if noise_model is not None and n_trajectories else "pulser"
         if emulator not in EMULATORS:

@@ -355,3 +355,24 @@ def test_lindblad_only_matches_qutip_mesolve_on_our_hamiltonian():
     mean, err = ours(seq, nm, 3000)
     assert_agree(mean, err, exact, 0.0, n_ours=3000)
     assert np.max(err) < 1e-2
+
+
+# --- wiring -------------------------------------------------------------------------------------
+
+def test_adiabatic_backend_runs_trajectories_with_a_noise_model_and_a_count():
+    from qep_analog.device.rydberg import RydbergModel
+    from qep_analog.equilibrium.base import get_backend
+
+    model = RydbergModel(positions_um=[[0.0, 0.0], [9.0, 0.0], [4.5, 7.8]], device=LAB, omega=6.0,
+                         detunings=[3.0, 4.0, 2.0], input_atoms=(0,), output_atoms=(2,))
+    h, theta = model.hamiltonian(), model.theta()
+    backend = get_backend("adiabatic", model=model, duration_ns=800, noise_model="device", n_trajectories=4)
+    assert backend.emulator == "trajectories" and backend.noise_model == LAB.noise_model
+    rho = backend.prepare(h, theta, [1.0]).state
+    assert rho.ndim == 2 and abs(np.trace(rho) - 1) < 1e-12 and np.allclose(rho, rho.conj().T)
+    again = get_backend("adiabatic", model=model, duration_ns=800, noise_model="device", n_trajectories=4)
+    assert np.array_equal(again.prepare(h, theta, [1.0]).state, rho)
+    assert get_backend("adiabatic", model=model, noise_model="device", n_trajectories=4,
+                       emulator="pulser").emulator == "pulser"
+    with pytest.raises(QepValueError, match="noise_model"):
+        get_backend("adiabatic", model=model, noise_model="lab")
