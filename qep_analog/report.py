@@ -20,10 +20,41 @@ def write_outputs(out_dir: Path, results: dict) -> list[str]:
     """Write results.json, the plots and report.md into ``out_dir``; return the file names."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    results = with_shot_bill(results)
     atomic_write_text(out_dir / "results.json", json.dumps(to_jsonable(results), indent=1, allow_nan=False))
     plots = make_plots(out_dir, results)
     atomic_write_text(out_dir / "report.md", markdown_report(results, plots))
     return ["results.json", "report.md", *plots]
+
+
+def with_shot_bill(results: dict) -> dict:
+    """``results`` with ``final.shot_bill``: the task's own (a Rydberg task bills its device's lab rate),
+    else, when the task measures finite shots (``gradient.shots``; ``final.preparations`` counts them),
+    a hypothetical bill at the FRESNEL-like rate (:func:`qep_analog.device.lab.reference_bill`).
+    The input dict is not changed."""
+    final = results.get("final") or {}
+    shots = final.get("preparations")
+    if "shot_bill" in final or not isinstance(shots, int) or isinstance(shots, bool) or shots < 0:
+        return results
+    gradient = (results.get("config") or {}).get("gradient") or {}
+    if not gradient.get("shots"):  # exact expectations: preparations are not shots
+        return results
+    from qep_analog.device.lab import reference_bill
+
+    return dict(results, final=dict(final, shot_bill=reference_bill(shots).as_dict()))
+
+
+def _bill_lines(final: dict) -> list[str]:
+    bill = final.get("shot_bill")
+    if not isinstance(bill, dict) or "shots" not in bill:
+        return []
+    hours, cost = bill.get("hours"), bill.get("cost")
+    lines = ["## Shot bill", "", "| total shots | jobs | hours | cost |", "|---|---|---|---|",
+             f"| {bill['shots']:,} | {bill.get('jobs', 0):,} | "
+             + (f"{hours:,.1f} | {cost:,.0f} {bill.get('currency')} |" if hours is not None else "— | — |"),
+             "", f"Device {bill.get('device')}; max runs per job {bill.get('max_runs_per_job')}; "
+             f"rate: {bill.get('rate_source')}.", ""]
+    return lines
 
 
 # ---------------------------------------------------------------------------------- markdown
@@ -48,7 +79,9 @@ def markdown_report(results: dict, plots: list[str]) -> str:
         lines += [results["description"], ""]
     lines += ["## Final metrics", "", "| metric | value |", "|---|---|"]
     for key, value in results["final"].items():
-        lines.append(f"| {key} | {_fmt(value)} |")
+        if key != "shot_bill":
+            lines.append(f"| {key} | {_fmt(value)} |")
+    lines += [""] + _bill_lines(results["final"])
     notes = results.get("notes") or []
     if notes:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in notes]

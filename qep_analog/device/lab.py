@@ -177,3 +177,21 @@ def job_split(shots: int, max_runs: int | None) -> list[int]:
     k = math.ceil(shots / max_runs)
     base, extra = divmod(int(shots), k)
     return [base + (1 if i < extra else 0) for i in range(k)]
+
+
+REFERENCE_LAB = "fresnel_like"  # the rate a run without a device is billed at (hypothetically)
+
+
+def reference_bill(shots: int, sequences: int | None = None) -> ShotBill:
+    """The bill of ``shots`` at the FRESNEL-like rate of the packaged ``fresnel_like.lab.json``, for a run on no
+    device (a hypothetical: the task's model is not a Rydberg array). Without per-sequence counts, jobs are
+    ⌈shots / max_runs_per_job⌉, a lower bound (a job runs a single sequence)."""
+    path = Path(__file__).resolve().parents[1] / "devices_data" / f"{REFERENCE_LAB}{LAB_SUFFIX}"
+    lab = read_lab_file(path)
+    runs = lab.max_runs_per_job or 1
+    jobs = math.ceil(shots / runs)
+    source = (f"hypothetical: no device, billed at {REFERENCE_LAB}'s {lab.shot_rate_hz:g} shots/s and "
+              f"{lab.price_per_shot:g} {lab.currency}/shot; jobs ≥ ⌈shots/{runs}⌉")
+    return ShotBill(shots=int(shots), sequences=int(sequences or 0), jobs=jobs,
+                    hours=shots / lab.shot_rate_hz / 3600.0, cost=shots * lab.price_per_shot, currency=lab.currency,
+                    device="none", max_runs_per_job=runs, rate_source=source)

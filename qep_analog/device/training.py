@@ -14,6 +14,7 @@ projected on the device limits (:meth:`RydbergModel.project`).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -121,5 +122,82 @@ class RydbergTask:
         for x, t in zip(np.atleast_2d(inputs), np.atleast_2d(targets), strict=True):
             n_out = h.output_expectations(b.prepare(h, model.theta(), model.inputs(x)).state)
             costs.append(float(np.sum((1 - 2 * t) * n_out + t**2)))
-            hits.append(bool(np.all((n_out > 0.5) == (t > 0.5))))
+            hits.append(self._hit(n_out, t))
         return float(np.mean(costs)), float(np.mean(hits))
+
+    def _hit(self, n_out: np.ndarray, t: np.ndarray) -> bool:
+        return bool(np.all((n_out > 0.5) == (t > 0.5)))
+
+
+@dataclass(kw_only=True)
+class GlobalRydbergTask(RydbergTask):
+    """QEP on a device without a DMM: global drive only, so the nudge and the detuning are global.
+
+    Model as :class:`RydbergTask`, with every δ_i = Δ (one global detuning, rad/µs) and the inputs global
+    (x = (Ω, Δ_in), ``input_mode = "global"``). The cost is over every atom,
+
+        Ĉ = Σ_i (n_i − t)² = Σ_i (1 − 2t) n_i + N t²   (t ∈ {0, 1}; N × the Rydberg-fraction cost),
+
+    so the symmetric ±β nudge β(1 − 2t) Σ_i n_i is the global detuning shift Δ → Δ ∓ β(1 − 2t): no local
+    control is needed. θ = (positions, Δ); ∂⟨Ĉ⟩/∂Δ = Σ_i ∂⟨Ĉ⟩/∂δ_i (all δ_i move together), positions by the
+    chain rule. Ω is not trained: ∂H/∂Ω = ½ Σ_i X_i needs an X-basis readout, which interactions corrupt
+    (PHYSICS.md §3). Targets are one per sample (broadcast to every atom); a sample is classified 1 when
+    the Rydberg fraction (1/N) Σ_i ⟨n_i⟩ exceeds ½.
+    """
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        n = self.model.n_atoms
+        if set(self.model.output_atoms) != set(range(n)):
+            raise QepValueError(f"a global-nudge task reads every atom: 'output_atoms' must be 0..{n - 1}, not "
+                                f"{list(self.model.output_atoms)}")
+        if np.ptp(self.model.detunings) > 1e-12:
+            raise QepValueError(f"a global-nudge task has one global detuning: 'detunings' must be uniform, not "
+                                f"{self.model.detunings.tolist()}")
+        if self.model.input_atoms and self.model.input_mode != "global":
+            raise QepValueError("a global-nudge task takes global inputs: set 'input_mode' = 'global'")
+        self.targets = self._broadcast(self.targets)
+        if self.test_targets is not None:
+            self.test_targets = self._broadcast(self.test_targets)
+
+    def _broadcast(self, targets) -> np.ndarray:
+        t = np.atleast_2d(np.asarray(targets, dtype=float))
+        n = self.model.n_atoms
+        if t.shape[1] == n and np.all(np.ptp(t, axis=1) == 0):
+            return t
+        if t.shape[1] != 1:
+            raise QepValueError(f"a global-nudge task takes one target per sample (or {n} equal ones), not "
+                                f"{t.shape[1]}")
+        return np.repeat(t, n, axis=1)
+
+    @property
+    def parameter_names(self) -> tuple[str, ...]:
+        n, dim = self.model.positions_um.shape
+        return tuple(f"{a}_{i}" for i in range(n) for a in "xyz"[:dim]) + ("detuning",)
+
+    def parameter_groups(self) -> dict[str, np.ndarray]:
+        k = self.model.positions_um.size
+        return {"positions": np.arange(k), "detunings": np.array([k])}
+
+    def theta_of(self, model: RydbergModel) -> np.ndarray:
+        return np.concatenate([model.positions_um.ravel(), model.detunings[:1]])
+
+    def model_at(self, theta: np.ndarray) -> RydbergModel:
+        k = self.model.positions_um.size
+        return self.model.with_(positions_um=np.asarray(theta[:k]).reshape(self.model.positions_um.shape),
+                                detunings=np.full(self.model.n_atoms, float(theta[k])))
+
+    def gradient(self, theta: np.ndarray, batch: np.ndarray, draw: Draw) -> StepEstimate:
+        step = super().gradient(theta, batch, draw)
+        k = self.model.positions_um.size
+        return dataclasses.replace(step, gradient=np.concatenate([step.gradient[:k], [step.gradient[k:].sum()]]))
+
+    def project(self, theta: np.ndarray) -> np.ndarray:
+        k = self.model.positions_um.size
+        det = np.full(self.model.n_atoms, float(theta[k]))
+        projected = self.model.project(positions_um=np.asarray(theta[:k]).reshape(self.model.positions_um.shape),
+                                       detunings=det)
+        return self.theta_of(projected)
+
+    def _hit(self, n_out: np.ndarray, t: np.ndarray) -> bool:
+        return bool((np.mean(n_out) > 0.5) == (t[0] > 0.5))

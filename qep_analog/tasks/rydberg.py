@@ -22,9 +22,18 @@ final model is exported as a lab bundle (``bundle/``, see ``qep-analog update``)
 is :class:`~qep_analog.device.training.RydbergTask`; the one driver runs it, with the parameter
 groups ``positions`` (rate ``[device] position_learning_rate``, or ``training.learning_rates``) and
 ``detunings`` (``training.learning_rate``), plain SGD by default.
+
+On a device without a DMM (``fresnel_like``: global drive only) the same task trains what can be trained
+there (:class:`~qep_analog.device.training.GlobalRydbergTask`): positions and the one global detuning Δ,
+with inputs x = (Ω, Δ_in) (``input_mode = "global"``; blob features f are mapped to Ω = clip(Ω₀ + f₁,
+0.05 Ω_max, Ω_max), Δ_in = f₂), the cost Σ_i (n_i − t)² over every atom (the Rydberg fraction) and the
+global ±β nudge Δ → Δ ∓ β(1 − 2t). Every result's ``final.shot_bill`` states the shots, jobs, hours and
+cost of the training at the device's lab rate (:mod:`qep_analog.device.lab`).
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 
@@ -60,8 +69,22 @@ def _backend(ctx: RunContext, spec: dict, model):
     return get_backend(name)
 
 
-def _data(ctx: RunContext, h):
-    data = build_data(ctx.protocol, h)
+def _data(ctx: RunContext, h, model=None):
+    if model is not None and not model.device.dmm_channels:  # global: blob features → (Ω, Δ_in)
+        from qep_analog.device.devices import global_channel
+
+        data = build_data(ctx.protocol, model.with_(output_atoms=(0,)).hamiltonian())
+        max_omega = global_channel(model.device)[1].max_amp or 4 * abs(model.omega)
+
+        def to_controls(f):
+            if f is None:
+                return None
+            f = np.atleast_2d(f)
+            return np.column_stack([np.clip(model.omega + f[:, 0], 0.05 * max_omega, max_omega), f[:, 1]])
+
+        data = dataclasses.replace(data, inputs=to_controls(data.inputs), test_inputs=to_controls(data.test_inputs))
+    else:
+        data = build_data(ctx.protocol, h)
     if data.test_targets is None:
         raise QepValueError("task 'rydberg-classifier' needs test data (data.kind = 'blobs' or test_* keys)")
 
@@ -73,12 +96,18 @@ def _data(ctx: RunContext, h):
 
 
 def run_rydberg(ctx: RunContext) -> dict:
-    from qep_analog.device.training import RydbergTask
+    from qep_analog.device.lab import lab_metadata, shot_bill
+    from qep_analog.device.training import GlobalRydbergTask, RydbergTask
     from qep_analog.tasks.supervised import logistic_accuracy, logistic_regression
 
     spec, model0 = _model(ctx)
-    x_train, t_train, x_test, t_test = _data(ctx, model0.hamiltonian())
-    task = RydbergTask(model=model0, backend=_backend(ctx, spec, model0), config=build_gradient_config(ctx.protocol),
+    global_only = not model0.device.dmm_channels
+    x_train, t_train, x_test, t_test = _data(ctx, model0.hamiltonian(), model0)
+    task_class = GlobalRydbergTask if global_only else RydbergTask
+    if global_only:
+        ctx.notes.append(f"{model0.device.name} has no DMM: global nudge (Δ → Δ ∓ β(1 − 2t)), cost over every atom "
+                         "(Rydberg fraction), trainable positions and the global detuning")
+    task = task_class(model=model0, backend=_backend(ctx, spec, model0), config=build_gradient_config(ctx.protocol),
                        inputs=x_train, targets=t_train, test_inputs=x_test, test_targets=t_test,
                        executor=ctx.executor)
     driver = drive(ctx, task, optimizer="sgd", learning_rate=1.0, steps=20, batch_size=4,
@@ -88,13 +117,17 @@ def run_rydberg(ctx: RunContext) -> dict:
     w = logistic_regression(x_train, t_train[:, 0], l2=1e-3)
     totals = driver.totals()
     final = {k: hist[-1][k] for k in ("test_loss", "test_accuracy") if k in hist[-1]}
+    shots = int(task.config.shots or 0)
+    sequences = totals["preparations"] // shots if shots else 0  # one sequence = one (sample, phase) of a step
+    bill = shot_bill([shots] * sequences, device=model.device, lab=lab_metadata(spec["device"]))
     final.update({"initial_test_accuracy": hist[0]["test_accuracy"], "initial_test_loss": hist[0]["test_loss"],
-                  "steps": driver.step_, "preparations": totals["preparations"],
+                  "steps": driver.step_, "preparations": totals["preparations"], "shot_bill": bill.as_dict(),
+                  "nudge": "global" if global_only else "local",
                   "crossing_events": totals["crossing_events"],
                   "logistic_test_accuracy": logistic_accuracy(w, x_test, t_test[:, 0]),
                   "violations": model.violations(), "objective": task.config.objective.name,
                   "device": model.device.name})
-    bundle = _export(ctx, spec, model, x_test[:4], t_test[:4])
+    bundle = _export(ctx, spec, model, x_test[:4], task.test_targets[:4])
     return {"history": hist, "final": final,
             "theta": dict(zip(model.hamiltonian().parameter_names, model.theta().tolist(), strict=True)),
             "parameters": driver.named(),
@@ -118,4 +151,5 @@ def _export(ctx: RunContext, spec: dict, model, inputs, targets) -> dict:
     except QepValueError as exc:  # reported, never fatal: the training result stands
         ctx.notes.append(f"bundle export failed: {exc}")
         return {"written": False, "error": str(exc)}
-    return {"written": True, "dir": "bundle", "sequences": len(manifest["sequences"])}
+    return {"written": True, "dir": "bundle", "sequences": len(manifest["sequences"]), "jobs": len(manifest["jobs"]),
+            "shot_bill": manifest["shot_bill"]}
