@@ -17,6 +17,11 @@ validation; ``ours`` = the protocol's ``--full`` (the same β and rate, plus val
 preparations are included). Both use the protocol's M, initialisation and crossing policy. At each
 evaluation the test accuracy is that of the θ the setting would ship then (ours: the selected one).
 Wall time to reach a level = (run wall time / batches) × batches to reach it.
+Shot bill: every budget is also priced as shots → jobs, hours and cost at a stated HYPOTHETICAL rate (the
+phase sensor is not a Rydberg array and no lab runs it): FRESNEL's 0.25 shots/s and 3.3 € a shot, ≤ 1,000
+runs per job, from ``devices/fresnel_like.lab.json`` (``--rate-device`` picks another device's sidecar).
+Jobs are ⌈shots / max_runs_per_job⌉, a lower bound (a job runs one sequence, and each sequence has only
+M = 10 shots here, so a real lab would need one job per (sample, phase, setting): shots / M jobs).
 Runs go through ``qep-analog train``, one Dask task per (setting, seed): on a local cluster of
 ``--workers`` processes (default 2), or on a running cluster with ``--scheduler tcp://host:8786``.
 """
@@ -58,7 +63,22 @@ def load_run(directory: Path) -> dict:
             "wall_time_s": data["wall_time_s"], "final": data["final"]}
 
 
-def summarise(runs: list[dict]) -> dict:
+def bill(shots: float, rate_device: str = "fresnel_like", shots_per_sequence: int = 10) -> dict:
+    """Shots → jobs (lower bound ⌈shots/max_runs⌉ and one job per sequence), hours, cost at the device's lab rate."""
+    from qep_analog.device.lab import lab_metadata
+
+    lab = lab_metadata(rate_device)
+    if lab is None:
+        raise SystemExit(f"device {rate_device!r} has no lab sidecar (devices/{rate_device}.lab.json)")
+    runs = lab.max_runs_per_job or 1000
+    return {"shots": float(shots), "jobs_min": int(np.ceil(shots / runs)),
+            "jobs_one_per_sequence": int(np.ceil(shots / shots_per_sequence)),
+            "hours": shots / lab.shot_rate_hz / 3600, "cost": shots * lab.price_per_shot, "currency": lab.currency,
+            "rate": f"hypothetical: {rate_device} {lab.shot_rate_hz:g} shots/s, {lab.price_per_shot:g} "
+                    f"{lab.currency}/shot, ≤ {runs} runs/job"}
+
+
+def summarise(runs: list[dict], rate_device: str = "fresnel_like") -> dict:
     """Mean-over-seeds accuracy curve and the budget to reach each level."""
     steps = sorted(set.intersection(*[{r["step"] for r in run["history"] if "test_accuracy" in r}
                                       for run in runs]))
@@ -85,10 +105,17 @@ def summarise(runs: list[dict]) -> dict:
         if hit.size:
             s = steps[int(hit[0])]
             out[f"to_{level}"] = {"batches": s, "preparations": float(preps[:, s - 1].mean()),
-                                  "wall_s": float(per_batch_s * s)}
+                                  "wall_s": float(per_batch_s * s),
+                                  "bill": bill(float(preps[:, s - 1].mean()), rate_device)}
         else:
             out[f"to_{level}"] = None
+    out["total_bill"] = bill(float(preps[:, -1].mean()), rate_device)
     return out
+
+
+def _money(b: dict) -> str:
+    return (f"{b['jobs_min']:,}–{b['jobs_one_per_sequence']:,} jobs, {b['hours']:,.0f} h, "
+            f"{b['cost']:,.0f} {b['currency']}")
 
 
 def _print(name: str, s: dict) -> None:
@@ -104,7 +131,10 @@ def _print(name: str, s: dict) -> None:
     for level in LEVELS:
         r = s[f"to_{level}"]
         print(f"   mean ≥ {level}: " + ("not reached" if r is None else
-              f"{r['batches']} batches, {r['preparations']:.3g} preparations, {r['wall_s']:.0f} s"))
+              f"{r['batches']} batches, {r['preparations']:.3g} preparations, {r['wall_s']:.0f} s; "
+              f"on hardware: {_money(r['bill'])}"))
+    print(f"   whole run per seed: {s['total_bill']['shots']:.3g} shots = {_money(s['total_bill'])} "
+          f"({s['total_bill']['rate']})")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,11 +148,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     p.add_argument("--from-runs", nargs="+", default=None, help="summarise finished run directories instead")
     p.add_argument("--json", default=None, help="also write the summary here")
+    p.add_argument("--rate-device", default="fresnel_like",
+                   help="device whose lab sidecar prices the shots (hypothetically; default fresnel_like)")
     p.add_argument("--out", default=None, help="keep the run directories here (default: a temporary directory)")
     args = p.parse_args(argv)
     if args.from_runs:
         runs = [load_run(Path(d)) for d in args.from_runs if (Path(d) / "results.json").is_file()]
-        summary = {"runs": summarise(runs)}
+        summary = {"runs": summarise(runs, args.rate_device)}
         _print("runs", summary["runs"])
     else:
         with tempfile.TemporaryDirectory() as tmp:
@@ -134,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             where = {"scheduler": args.scheduler} if args.scheduler else {"workers": args.workers}
             with DaskExecutor(**where) as pool:
                 results = pool.map(_run, tasks)
-        summary = {s: summarise([r for r in results if r["setting"] == s]) for s in args.settings}
+        summary = {s: summarise([r for r in results if r["setting"] == s], args.rate_device) for s in args.settings}
         for s in args.settings:
             _print(s, summary[s])
         if {"paper", "ours"} <= set(summary):
