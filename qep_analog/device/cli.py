@@ -47,6 +47,10 @@ def _export(args) -> int:
     manifest = export_protocol(args.protocol, args.out_dir, force=args.force, drawings=not args.no_drawings)
     print(f"wrote {len(manifest['sequences'])} sequences for {manifest['device']['name']} to {args.out_dir} "
           f"(layout {manifest['register']['layout_seconds']:.2f} s)")
+    bill = manifest["shot_bill"]
+    print(f"shot bill: {bill['shots']:,} shots in {bill['jobs']:,} jobs"
+          + (f" = {bill['hours']:,.1f} h, {bill['cost']:,.0f} {bill['currency']} ({bill['rate_source']})"
+             if bill["hours"] is not None else " (no lab metadata for this device: devices/<stem>.lab.json)"))
     return 0
 
 
