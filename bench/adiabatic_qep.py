@@ -43,9 +43,9 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 DURATIONS_NS = (4000, 6000)
 PROTOCOLS = {
-    "cosine": dict(),
+    "cosine": dict(schedule="cosine"),
     "local-adiabatic": dict(schedule="local-adiabatic"),
-    "cosine + after-prep": dict(nudge="after-preparation", nudge_ramp_ns=1000),
+    "cosine + after-prep": dict(schedule="cosine", nudge="after-preparation", nudge_ramp_ns=1000),
     "LA + after-prep": dict(schedule="local-adiabatic", nudge="after-preparation", nudge_ramp_ns=1000),
     "LA + after-prep + hold-pair": dict(schedule="local-adiabatic", nudge="after-preparation", nudge_ramp_ns=500,
                                         hold_ns=1000, dephase="hold-pair"),
@@ -383,13 +383,16 @@ def main() -> None:
           f"min cosine-path gap ≥ 1 rad/µs)")
     gaps = {"classifier": [cosine_path_gap(i) for i in clf], "random": [cosine_path_gap(i) for i in rnd]}
     for key, g in gaps.items():
+        if not g:
+            continue
         print(f"  min gap ({key}): min {np.min(g):.2f}, quartiles {np.percentile(g, 25):.2f} / "
               f"{np.median(g):.2f} / {np.percentile(g, 75):.2f}, max {np.max(g):.2f} rad/µs")
     print("  random N:", dict(zip(*np.unique([i.model.n_atoms for i in rnd], return_counts=True), strict=True)))
     quality_protocol = "local-adiabatic"
     rows = run(clf + rnd, DURATIONS_NS, protocols, quality_protocol)
-    table([r for r in rows if r["instance"].startswith("classifier")], "classifier training samples")
-    table([r for r in rows if r["instance"].startswith("random")], "random registers")
+    for prefix, label in (("classifier", "classifier training samples"), ("random", "random registers")):
+        if any(r["instance"].startswith(prefix) for r in rows):
+            table([r for r in rows if r["instance"].startswith(prefix)], label)
     table(rows, "all instances")
     quality_report(rows, quality_protocol)
     RESULTS.mkdir(parents=True, exist_ok=True)
