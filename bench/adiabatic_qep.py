@@ -45,6 +45,7 @@ DURATIONS_NS = (4000, 6000)
 PROTOCOLS = {
     "cosine": dict(schedule="cosine"),
     "local-adiabatic": dict(schedule="local-adiabatic"),
+    "arc-cosine": dict(schedule="arc-cosine"),
     "cosine + after-prep": dict(schedule="cosine", nudge="after-preparation", nudge_ramp_ns=1000),
     "LA + after-prep": dict(schedule="local-adiabatic", nudge="after-preparation", nudge_ramp_ns=1000),
     "LA + after-prep + hold-pair": dict(schedule="local-adiabatic", nudge="after-preparation", nudge_ramp_ns=500,

@@ -3,7 +3,7 @@
 H(θ, x) = Σ (Ω/2)(cos φ X_i + sin φ Y_i) − Σ δ_i n_i + Σ C6/r_ij⁶ n_i n_j (pulser's convention,
 see :mod:`qep_analog.device.rydberg`). From |g…g⟩ every control follows one schedule s(t) from
 Ω = 0, δ_i = δ₀ < 0 to the target (:mod:`qep_analog.device.sequences`): ``schedule="cosine"``
-(½(1 − cos πt/T)), "linear", or "local-adiabatic" (gap-aware, computed from the free path's spectrum
+(½(1 − cos πt/T)), "linear", "local-adiabatic" or "arc-cosine" (gap-aware, from the free path's spectrum
 per sample, :mod:`qep_analog.equilibrium.schedules`). The nudge, a diagonal Σ c_ℓ n_ℓ (or
 Σ c_ℓ Z_ℓ = Σ c_ℓ(1 − 2n_ℓ)) already multiplied by β, becomes a local detuning change δ_ℓ → δ_ℓ − c_ℓ:
 ``nudge="simultaneous"`` ramps it with the same schedule (or switches it as a step for comparison);
@@ -145,8 +145,9 @@ class AdiabaticBackend:
         self.schedule_boundary = float(schedule_boundary)
         self.schedule_points = int(schedule_points)
         self.ramp = RampSpec(duration_ns=int(duration_ns), start_detuning=float(start_detuning),
-                             shape="cosine" if schedule == "local-adiabatic" else schedule, nudge_switch=nudge_switch,
-                             nudge=nudge, nudge_ramp_ns=int(nudge_ramp_ns), hold_ns=int(hold_ns))
+                             shape=schedule if schedule in ("cosine", "linear") else "cosine",
+                             nudge_switch=nudge_switch, nudge=nudge, nudge_ramp_ns=int(nudge_ramp_ns),
+                             hold_ns=int(hold_ns))
         self._profiles: dict = {}
         self.emulator = emulator
         self.noise_model = noise_model
@@ -218,12 +219,12 @@ class AdiabaticBackend:
 
         The local-adiabatic schedule is computed from the *free* path and shared by the nudged
         sequences of the same (θ, x), so that they differ only by the nudge (cached per controls)."""
-        if self.schedule != "local-adiabatic":
+        if self.schedule in ("cosine", "linear"):
             return None
         return self.profile_for(controls, self.ramp.preparation_ns)
 
     def profile_for(self, controls: dict, n_samples: int) -> np.ndarray:
-        return schedule_samples("local-adiabatic", n_samples, spectrum=self._spectrum(controls),
+        return schedule_samples(self.schedule, n_samples, spectrum=self._spectrum(controls),
                                 boundary=self.schedule_boundary)
 
     def dephasing_delay_ns(self, controls: dict) -> int:
@@ -239,7 +240,7 @@ class AdiabaticBackend:
         controls = self.model.controls(theta, x, coupling_rtol=self.coupling_rtol)
         change = nudge_to_detunings(nudge, self.model.n_atoms)
         profile = None
-        if self.schedule == "local-adiabatic":
+        if self.schedule not in ("cosine", "linear"):
             profile = self.profile_for(controls, ramp.preparation_ns)
         return model_sequence(self.model, controls, ramp, nudge_detunings=change, register=register, profile=profile)
 

@@ -24,6 +24,11 @@ s ∈ [0, 1], from |g…g⟩ (s = 0, δ₀ < 0) to the target (s = 1). A schedul
   whose second term is exactly the cosine ramp's density (t = (T/π) arccos(1 − 2s)), so ṡ = 0 at
   both ends for any λ > 0. λ = 1 is the cosine ramp.
 
+* ``arc-cosine``: the cosine ramp in the adiabatic arc length L(s) = ∫₀^s m / ∫₀^1 m instead of in s:
+  L(t) = ½(1 − cos πt/T). No mixing parameter; ṡ = 0 at both ends, and the time the cosine ramp
+  spends near its ends goes to the first and last stretches of adiabatic length (where m is large
+  near a small end-point gap, close to the end in s).
+
 All schedules are monotone from exactly 0 to exactly 1, so every control stays between its start
 and its target: the device's amplitude and detuning limits of the cosine ramp hold unchanged.
 Samples are at 1 ns (pulser ``CustomWaveform``); the duration's 4 ns clock is checked by the
@@ -43,7 +48,7 @@ import scipy.sparse.linalg
 from qep_analog.equilibrium.emulators.krylov import interaction_diagonal, occupations
 from qep_analog.errors import QepValueError
 
-SCHEDULES = ("cosine", "linear", "local-adiabatic")
+SCHEDULES = ("cosine", "linear", "local-adiabatic", "arc-cosine")
 MAX_DENSE_ATOMS = 8  # above: Lanczos on the LANCZOS_LEVELS lowest levels
 LANCZOS_LEVELS = 12
 MAX_ATOMS = 16
@@ -141,8 +146,10 @@ def cosine_samples(n_samples: int) -> np.ndarray:
     return 0.5 * (1.0 - np.cos(np.pi * x))
 
 
-def local_adiabatic_samples(spectrum: PathSpectrum, n_samples: int, *, boundary: float = 0.3) -> np.ndarray:
-    """s(t) at ``n_samples`` equally spaced times for the density of the module docstring.
+def local_adiabatic_samples(spectrum: PathSpectrum, n_samples: int, *, boundary: float = 0.3,
+                            arc: bool = False) -> np.ndarray:
+    """s(t) at ``n_samples`` equally spaced times for the density of the module docstring
+    (``arc``: the "arc-cosine" schedule, cosine in the adiabatic arc length; ``boundary`` unused).
 
     The metric is interpolated in log (PCHIP, monotone, no overshoot) on a fine s grid; t(s) is its
     cumulative integral plus the cosine part, and s(t) is its inverse by interpolation.
@@ -160,7 +167,10 @@ def local_adiabatic_samples(spectrum: PathSpectrum, n_samples: int, *, boundary:
     density = np.exp(log_m)
     cum = np.concatenate([[0.0], np.cumsum(0.5 * (density[1:] + density[:-1]) * np.diff(fine))])
     cum /= cum[-1]
-    t_of_u = (1.0 - boundary) * cum + boundary * u
+    if arc:
+        t_of_u = np.arccos(np.clip(1.0 - 2.0 * cum, -1.0, 1.0)) / np.pi
+    else:
+        t_of_u = (1.0 - boundary) * cum + boundary * u
     t = np.linspace(0.0, 1.0, int(n_samples))
     s = 0.5 * (1.0 - np.cos(np.pi * np.interp(t, t_of_u, u)))
     s[0], s[-1] = 0.0, 1.0
@@ -169,15 +179,16 @@ def local_adiabatic_samples(spectrum: PathSpectrum, n_samples: int, *, boundary:
 
 def schedule_samples(name: str, n_samples: int, *, spectrum: PathSpectrum | None = None,
                      boundary: float = 0.3) -> np.ndarray:
-    """s(t) samples of schedule ``name`` (see :data:`SCHEDULES`); "local-adiabatic" needs ``spectrum``."""
+    """s(t) samples of schedule ``name`` (see :data:`SCHEDULES`); "local-adiabatic" and "arc-cosine" need
+    ``spectrum``."""
     if name == "cosine":
         return cosine_samples(n_samples)
     if name == "linear":
         return np.linspace(0.0, 1.0, int(n_samples))
-    if name == "local-adiabatic":
+    if name in ("local-adiabatic", "arc-cosine"):
         if spectrum is None:
-            raise QepValueError("schedule 'local-adiabatic' needs the path spectrum (path_spectrum)")
-        return local_adiabatic_samples(spectrum, n_samples, boundary=boundary)
+            raise QepValueError(f"schedule {name!r} needs the path spectrum (path_spectrum)")
+        return local_adiabatic_samples(spectrum, n_samples, boundary=boundary, arc=name == "arc-cosine")
     raise QepValueError(f"'schedule' must be one of {SCHEDULES}, not {name!r}")
 
 

@@ -203,3 +203,15 @@ def test_second_ramp_quality_estimate_separates_fast_from_slow_ramps():
         assert state.flagged == (quality[duration]["second_ramp_distance"] > 0.05)
     assert quality[3000]["second_ramp_distance"] < 0.1 * quality[400]["second_ramp_distance"]
     assert quality[3000]["variance_infidelity"] < quality[400]["variance_infidelity"]
+
+
+def test_arc_cosine_is_the_cosine_ramp_for_a_flat_metric_and_slows_where_it_peaks():
+    grid = np.linspace(0, 1, 51)
+    flat = PathSpectrum(s=grid, gap=np.ones_like(grid), coupled_gap=np.ones_like(grid), metric=np.ones_like(grid))
+    assert np.allclose(local_adiabatic_samples(flat, 1001, arc=True), cosine_samples(1001), atol=1e-6)
+    peaked = PathSpectrum(s=grid, gap=np.ones_like(grid), coupled_gap=np.ones_like(grid),
+                          metric=1 + 10 * np.exp(-(((grid - 0.5) / 0.05) ** 2)))
+    s = local_adiabatic_samples(peaked, 10_000, arc=True)
+    assert s[0] == 0 and s[-1] == 1 and np.all(np.diff(s) >= 0)
+    near = np.mean(np.abs(s - 0.5) < 0.05)
+    assert near > 2 * np.mean(np.abs(cosine_samples(10_000) - 0.5) < 0.05)  # more time where m peaks
