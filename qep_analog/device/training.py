@@ -25,6 +25,7 @@ from qep_analog.errors import QepValueError
 from qep_analog.executor import Executor
 from qep_analog.learning.driver import Draw, StepEstimate, TrainingConfig
 from qep_analog.learning.gradient import GradientConfig, estimate_gradient
+from qep_analog.measurement.observables import output_expectations
 
 
 @dataclass(kw_only=True)
@@ -120,7 +121,7 @@ class RydbergTask:
         h, b = model.hamiltonian(), self._backend(model)
         costs, hits = [], []
         for x, t in zip(np.atleast_2d(inputs), np.atleast_2d(targets), strict=True):
-            n_out = h.output_expectations(b.prepare(h, model.theta(), model.inputs(x)).state)
+            n_out = output_expectations(h, b.prepare(h, model.theta(), model.inputs(x)))
             costs.append(float(np.sum((1 - 2 * t) * n_out + t**2)))
             hits.append(self._hit(n_out, t))
         return float(np.mean(costs)), float(np.mean(hits))

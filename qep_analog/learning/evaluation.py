@@ -11,7 +11,8 @@ import numpy as np
 
 from qep_analog.equilibrium.base import EquilibriumBackend
 from qep_analog.errors import QepValueError
-from qep_analog.learning.gradient import GradientConfig, measure_outputs
+from qep_analog.learning.gradient import GradientConfig, measure_outputs, objective_value
+from qep_analog.measurement.observables import output_expectations
 from qep_analog.models.hamiltonian import Hamiltonian
 
 METRICS = ("argmax", "sign", "none")
@@ -36,8 +37,8 @@ def evaluate(hamiltonian: Hamiltonian, backend: EquilibriumBackend, theta, input
     for i, t in enumerate(targets):
         x = hamiltonian.input_vector(inputs[i] if inputs is not None else None)
         state = backend.prepare(hamiltonian, theta, x)
-        outputs.append(hamiltonian.output_expectations(state.state))
-        losses.append(obj.exact_value(hamiltonian, state.state, obj.check_targets(hamiltonian, t)))
+        outputs.append(output_expectations(hamiltonian, state))
+        losses.append(objective_value(obj, hamiltonian, state, obj.check_targets(hamiltonian, t)))
     outputs = np.array(outputs)
     result = {"loss": float(np.mean(losses)), **_accuracy(outputs, targets, metric)}
     if metric == "argmax":

@@ -25,6 +25,7 @@ from qep_analog.executor import Executor
 from qep_analog.learning.driver import Draw, Driver, StepEstimate, TrainingConfig, default_initial_theta
 from qep_analog.learning.evaluation import evaluate, validate
 from qep_analog.learning.gradient import GradientConfig, estimate_gradient
+from qep_analog.measurement.observables import output_expectations
 from qep_analog.models.hamiltonian import Hamiltonian
 from qep_analog.models.spin_models import PHASES, cluster_ising_phase
 from qep_analog.tasks.build import build_backend, build_data, build_gradient_config, build_model
@@ -87,7 +88,7 @@ class SpinTask:
     def outputs(self, theta: np.ndarray, inputs) -> np.ndarray:
         """Exact ⟨O_ℓ⟩ of the prepared states at each input row."""
         h = self.hamiltonian
-        return np.array([h.output_expectations(self.backend.prepare(h, theta, h.input_vector(x)).state)
+        return np.array([output_expectations(h, self.backend.prepare(h, theta, h.input_vector(x)))
                          for x in inputs])
 
 

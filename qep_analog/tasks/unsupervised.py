@@ -29,6 +29,7 @@ import numpy as np
 from qep_analog.errors import QepValueError
 from qep_analog.learning.driver import Draw, StepEstimate
 from qep_analog.learning.gradient import estimate_gradient
+from qep_analog.measurement.observables import output_expectations
 from qep_analog.tasks.build import build_backend, build_gradient_config, build_model
 from qep_analog.tasks.common import RunContext, drive, require_int
 
@@ -115,7 +116,7 @@ def _value_and_gradient(h, backend, config, g_x: float, g_zz: float, seed) -> tu
 
 def _value(h, backend, g_x: float, g_zz: float) -> float:
     theta = h.theta_vector({"g_x": g_x, "g_zz": g_zz})
-    return float(h.output_expectations(backend.prepare(h, theta, None).state)[0])
+    return float(output_expectations(h, backend.prepare(h, theta, None))[0])
 
 
 def run_exploration(ctx: RunContext) -> dict:
