@@ -381,6 +381,21 @@ def check_nudge_realisable(model: RydbergModel, targets) -> str:
     return "global"
 
 
+def _lab_for(device, name: str, *, trusted: bool):
+    """The device's lab sidecar. A protocol's own device spec (``trusted``) may be a name or a JSON path; a name
+    read from a returned manifest is only looked up as a stem in the device directories, and its sidecar is
+    used only if that directory's device is the bundle's verified device (never a path from the manifest)."""
+    if trusted:
+        return lab_metadata(name)
+    if not isinstance(name, str) or any(c in name for c in "/\\") or name.endswith(".json") or name.startswith("."):
+        return None
+    try:
+        same = device_json(load_device(name)) == device_json(device)
+    except QepValueError:
+        return None
+    return lab_metadata(name) if same else None
+
+
 # ---------------------------------------------------------------------------- export
 def write_bundle(spec: dict, out_dir: str | Path, *, step: int = 0, force: bool = False, drawings: bool = True,
                  extra_files: dict[str, str] | None = None) -> dict:
@@ -468,7 +483,8 @@ def write_bundle(spec: dict, out_dir: str | Path, *, step: int = 0, force: bool 
     finally:  # on a terminal, the bar must be gone before an error line is printed
         samples.close()
     texts["device.json"] = device_json(device)
-    lab = lab_metadata(device_spec)
+    lab = _lab_for(device, spec["device"] if isinstance(spec["device"], str) else device_spec,
+                   trusted=isinstance(spec["device"], str))
     runs = (lab.max_runs_per_job if lab is not None else None) or device.max_runs
     jobs = [{"id": f"{e['id']}_j{j}" if len(split) > 1 else e["id"], "sequence": e["id"], "runs": r}
             for e in entries for split in [job_split(e["shots"], runs)] for j, r in enumerate(split)]

@@ -149,7 +149,31 @@ def test_update_keeps_one_global_detuning(tmp_path):
     grad = dict(zip(report["names"], report["gradient"], strict=True))
     total = sum(v for k, v in grad.items() if k.startswith("delta_"))
     np.testing.assert_allclose(det, 2.0 - 0.5 * total, rtol=1e-12)  # Δ ← Δ − η Σ_i ∂L/∂δ_i, all atoms alike
-    assert json.loads((tmp_path / "next" / "manifest.json").read_text())["nudge"] == "global"
+    following = json.loads((tmp_path / "next" / "manifest.json").read_text())
+    assert following["nudge"] == "global" and following["shot_bill"] == manifest["shot_bill"]
+
+
+def test_a_returned_manifest_cannot_point_the_bill_at_a_file(tmp_path):
+    """update never reads a sidecar from a path named in the (untrusted) manifest, only a same-device stem."""
+    write_bundle(_spec(), tmp_path / "b", drawings=False)
+    fake = tmp_path / "fake.lab.json"
+    fake.write_text('{"shot_rate_hz": 1e6, "price_per_shot": 0, "currency": "EUR"}')
+    path = tmp_path / "b" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    for spec, lab_used in ((str(tmp_path / "fake.json"), False), ("AnalogDevice", False), ("fresnel_like", True)):
+        manifest["device"]["spec"] = spec
+        manifest["checksum"] = _sha(_canonical(manifest))
+        path.write_text(json.dumps(manifest))
+        counts = tmp_path / f"counts_{lab_used}_{len(spec)}"
+        counts.mkdir()
+        for entry in manifest["sequences"]:
+            (counts / f"{entry['id']}.json").write_text(json.dumps({"000": entry["shots"]}))
+        out = tmp_path / f"next_{lab_used}_{len(spec)}"
+        update_bundle(tmp_path / "b", counts, out, drawings=False)
+        bill = json.loads((out / "manifest.json").read_text())["shot_bill"]
+        assert (bill["hours"] is not None) == lab_used
+        if lab_used:
+            assert bill["hours"] == pytest.approx(bill["shots"] / 0.25 / 3600)
 
 
 def test_shot_bill_and_job_split():
