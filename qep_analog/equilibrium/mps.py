@@ -3,11 +3,12 @@
     H(θ, x) + nudge = Σ_t w_t P_t + Σ_j ν_j Q_j + c     (any model of Pauli/occupation terms, e.g. the
     Rydberg array H = Σ (Ω/2) X_i − Σ δ_i n_i + Σ C6/r_ij⁶ n_i n_j, Ω, δ in rad/µs)
 
-Per call: the model is lowered to an MPO once per (θ, x) and compressed (:mod:`.mpo`); the nudge is
-lowered with it. DMRG2 (``quimb.tensor.DMRG2``) starts from a seeded random MPS of bond ``start_bond``
-and sweeps, the bond growing as the singular-value ``cutoff`` (discarded weight per bond) requires, up to
-``max_bond``, until the energy changes by less than ``energy_tol`` (rad/µs, absolute)
-between sweeps or ``max_sweeps`` is reached. Nudged phases start from the free MPS of the same sample
+The fixed and trainable terms are lowered to an MPO once per θ and compressed (:mod:`.mpo`); the input
+terms and the nudge are lowered per call as a small MPO, added, and the sum recompressed. DMRG2
+(``quimb.tensor.DMRG2``) starts from a seeded random MPS of bond ``start_bond`` and sweeps, the bond
+growing as the singular-value ``cutoff`` (discarded weight per bond) requires, up to ``max_bond``, until
+the energy changes by less than ``energy_tol`` (rad/µs, absolute) between sweeps or ``max_sweeps`` is
+reached. Nudged phases start from the free MPS of the same sample
 (``reference``), at full bond, and typically converge in 2–3 sweeps.
 
 What ``info`` records, and when a state is flagged (``info["flags"]``, read by the crossing policy):
@@ -114,21 +115,31 @@ class MPSBackend:
         weights = term_weights(hamiltonian, theta, x)
         order, method = self.site_order(hamiltonian, weights)
         n = hamiltonian.n_qubits
-        # the free MPO is lowered once per (model, θ, x) and reused by the nudged phases of the sample
-        key = (weights.tobytes(), tuple(order), self.mpo_cutoff)
-        cached = hamiltonian._cache.get("mps_free_mpo")
+        # the fixed + trainable part is lowered once per θ (shared by every sample and phase of a step); the
+        # input terms and the nudge (local fields in practice) form a small MPO added to it and recompressed
+        is_input = np.array([t.role == "input" for t in hamiltonian.terms], dtype=bool)
+        base_weights = np.where(is_input, 0.0, weights)
+        key = (base_weights.tobytes(), tuple(order), self.mpo_cutoff)
+        cached = hamiltonian._cache.get("mps_base_mpo")
         if cached is None or cached[0] != key:
-            terms, constant = model_terms(hamiltonian, weights)
+            terms, constant = model_terms(hamiltonian, base_weights)
             cached = (key, build_mpo(terms, n, order, compress_cutoff=self.mpo_cutoff), constant)
-            hamiltonian._cache["mps_free_mpo"] = cached
-        _, free, constant = cached
-        if nudge is None or not nudge.terms:
-            return free, constant + (0.0 if nudge is None else nudge.constant), order, method
-        nudge_terms, nudge_constant = model_terms(hamiltonian, np.zeros(0), nudge, model=False)
-        total = free.add_MPO(build_mpo(nudge_terms, n, order, compress_cutoff=0.0))
+            hamiltonian._cache["mps_base_mpo"] = cached
+        _, base, constant = cached
+        local = [(float(w), t.operator) for t, w, flag in zip(hamiltonian.terms, weights, is_input, strict=True)
+                 if flag and w != 0.0 and t.operator.factors]
+        constant += sum(float(w) for t, w, flag in zip(hamiltonian.terms, weights, is_input, strict=True)
+                        if flag and not t.operator.factors)
+        if nudge is not None:
+            nudge_terms, nudge_constant = model_terms(hamiltonian, np.zeros(0), nudge, model=False)
+            local += nudge_terms
+            constant += nudge_constant
+        if not local:
+            return base, constant, order, method
+        total = base.add_MPO(build_mpo(local, n, order, compress_cutoff=0.0))
         if self.mpo_cutoff > 0:
             total.compress(cutoff=self.mpo_cutoff, cutoff_mode="rel")
-        return total, constant + nudge_constant, order, method
+        return total, constant, order, method
 
     # ------------------------------------------------------------------ solve
     def prepare(self, hamiltonian: Hamiltonian, theta, x=None, nudge: PauliSum | None = None,
