@@ -18,7 +18,8 @@ Per case it prints, from one run:
 * emu-mps 2.10 ``Solver.DMRG`` on the same free Hamiltonian (same interaction matrix, χ ≤ ``--max-bond``),
   its time, the ratio to our free phase and the relative energy difference;
 * on the first chain, N = 50 by default (``--fd``): the QEP gradient on 5 parameters against central
-  finite differences of ⟨Ĉ⟩, both with tight tolerances (cosine and relative error).
+  finite differences of ⟨Ĉ⟩, both with tight tolerances (cutoff 1e-12, energy_tol 1e-11, local
+  eigensolver tolerance 1e-10: expectation errors scale as the square root of the energy error).
 
 Run under the CPU lock: ``flock /tmp/qep_cpu.lock python bench/mps.py`` (add ``--emu-ladder`` for the
 ~12 min emu-mps run on the 10×5 ladder).
@@ -135,7 +136,8 @@ def fd_check(model: RydbergModel, args) -> dict:
     n = h.n_qubits
     picked = [f"delta_{n - 1}", f"delta_{n - 3}", f"delta_{n // 2}", f"J_{n - 3}_{n - 2}", f"J_{n - 4}_{n - 2}"]
     index = [names.index(p) for p in picked]
-    tight = get_backend("mps", model=model, max_bond=args.max_bond, cutoff=1e-12, energy_tol=1e-11)
+    tight = get_backend("mps", model=model, max_bond=args.max_bond, cutoff=1e-12, energy_tol=1e-11,
+                        local_eig_tol=1e-10)
     config = GradientConfig(estimator="symmetric", nudge="cost-operator", beta=args.fd_beta)
     start = time.perf_counter()
     est = estimate_gradient(h, tight, theta, [[0.0]], [target], config)

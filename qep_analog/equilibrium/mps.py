@@ -62,6 +62,7 @@ class MPSBackend:
     positions_um: tuple | None = None
     model: object | None = None
     start_bond: int = 2
+    local_eig_tol: float | None = None
     seed: int = 0
     name: str = "mps"
 
@@ -72,6 +73,8 @@ class MPSBackend:
             value = getattr(self, key)
             if not isinstance(value, (int, np.integer)) or value < 1:
                 raise QepValueError(f"'{key}' must be a positive integer, not {value!r}")
+        if self.local_eig_tol is not None and not (np.isfinite(self.local_eig_tol) and 0 < self.local_eig_tol < 1):
+            raise QepValueError(f"'local_eig_tol' must be in (0, 1) or None, not {self.local_eig_tol!r}")
         for key in ("cutoff", "energy_tol", "variance_tol", "truncation_tol", "mpo_cutoff"):
             value = getattr(self, key)
             if not (isinstance(value, (int, float)) and np.isfinite(value) and value >= 0):
@@ -161,6 +164,8 @@ class MPSBackend:
                                     seed=self.seed, dtype=complex if _is_complex(mpo) else float)
             bond_dims = [self.max_bond]  # the bond grows from start_bond as the cutoff requires
         dmrg = qtn.DMRG2(mpo, bond_dims=bond_dims, cutoffs=self.cutoff, p0=p0)
+        if self.local_eig_tol is not None:  # quimb's default (1e-3) is loose: more sweeps, less time per sweep
+            dmrg.opts["local_eig_tol"] = self.local_eig_tol
         converged = bool(dmrg.solve(tol=self.energy_tol, max_sweeps=self.max_sweeps, verbosity=0))
         solved = time.perf_counter()
         psi = dmrg.state
