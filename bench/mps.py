@@ -109,7 +109,7 @@ def qep_sample(case: str, args) -> dict:
     model = model_for(geometry(case))
     h = model.hamiltonian()
     theta, targets = model.theta(), np.array([[1.0, 0.0]])
-    backend = TimedBackend(get_backend("mps", model=model, max_bond=args.max_bond))
+    backend = TimedBackend(get_backend("mps", model=model, max_bond=args.max_bond, variance_tol=args.variance_tol))
     config = GradientConfig(estimator="symmetric", nudge="cost-operator", beta=args.beta)
     start = time.perf_counter()
     est = estimate_gradient(h, backend, theta, [[0.0]], targets, config)
@@ -168,6 +168,8 @@ def main() -> None:
     parser.add_argument("--emu-ladder", action="store_true", help="also run emu-mps on the ladder (~12 min)")
     parser.add_argument("--max-bond", type=int, default=128)
     parser.add_argument("--beta", type=float, default=0.1)
+    parser.add_argument("--variance-tol", type=float, default=1e-6,
+                        help="per-site energy-variance tolerance (rad/µs)²; above it a phase is flagged")
     parser.add_argument("--fd", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--fd-beta", type=float, default=0.02)
     parser.add_argument("--fd-step", type=float, default=1e-3)
