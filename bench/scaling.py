@@ -1,6 +1,6 @@
 """Scale-out on Dask: serial against 1 and 2 local workers on one batch of independent work.
 
-    python bench/scaling.py                 # phase-sensor batch and Rydberg (adiabatic, krylov) batch
+    python bench/scaling.py                 # phase-sensor, Rydberg (adiabatic, krylov) and MPS batches
     python bench/scaling.py --repeats 5 --cases phase-sensor
 
 For each case, in one run: the wall time of one batch gradient serially (the baseline), on a
@@ -69,8 +69,25 @@ def _rydberg(n: int):
     return lambda ex: estimate_gradient(h, backend, model.theta(), x, t, config, seed=3, executor=ex)
 
 
+def _mps(n: int, atoms: int = 24):
+    from qep_analog.device.rydberg import RydbergModel
+    from qep_analog.equilibrium.base import get_backend
+    from qep_analog.learning.gradient import GradientConfig, estimate_gradient
+
+    positions = [[6.0 * i, 0.0] for i in range(atoms)]  # AnalogDevice-like chain, C6 of MockDevice
+    model = RydbergModel(positions_um=positions, device="MockDevice", omega=2 * np.pi, detunings=[3 * np.pi] * atoms,
+                         input_atoms=(0,), output_atoms=(atoms - 1,), train_positions=False)
+    h = model.hamiltonian()
+    backend = get_backend("mps", max_bond=64, model=model)
+    config = GradientConfig(estimator="symmetric", nudge="cost-operator", beta=0.5, shots=None)
+    rng = np.random.default_rng(4)
+    x, t = rng.normal(0, 3, (n, 1)), rng.integers(0, 2, (n, 1)).astype(float)
+    return lambda ex: estimate_gradient(h, backend, model.theta(), x, t, config, seed=3, executor=ex)
+
+
 CASES = {"phase-sensor": (_phase_sensor, 10, "phase-sensor batch, 10 samples × 3 phases (exact Lanczos)"),
-         "rydberg": (_rydberg, 8, "Rydberg classifier batch, 8 samples × 2 nudged ramps (adiabatic, krylov, 5 µs)")}
+         "rydberg": (_rydberg, 8, "Rydberg classifier batch, 8 samples × 2 nudged ramps (adiabatic, krylov, 5 µs)"),
+         "mps": (_mps, 4, "MPS batch, 24-atom chain at 6 µm, 4 samples × 3 phases (quimb DMRG2, χ ≤ 64)")}
 
 
 class CapturingExecutor:
