@@ -85,7 +85,12 @@ class MPSBackend:
         else:
             object.__setattr__(self, "order", tuple(int(q) for q in self.order))
         if self.positions_um is None and self.model is not None and hasattr(self.model, "positions_um"):
-            object.__setattr__(self, "positions_um", tuple(map(tuple, np.asarray(self.model.positions_um))))
+            object.__setattr__(self, "positions_um", self.model.positions_um)
+        if self.positions_um is not None:  # hashable (a cache key), whatever the caller passed
+            pos = np.asarray(self.positions_um, dtype=float)
+            if pos.ndim != 2 or pos.shape[1] not in (2, 3) or not np.all(np.isfinite(pos)):
+                raise QepValueError(f"'positions_um' must be a finite (N, 2) array, not shape {pos.shape}")
+            object.__setattr__(self, "positions_um", tuple(map(tuple, pos.tolist())))
 
     # ------------------------------------------------------------------ lowering
     def site_order(self, hamiltonian: Hamiltonian, weights: np.ndarray) -> tuple[list[int], str]:
