@@ -119,3 +119,12 @@ def test_gradient_command_on_workers_prints_the_serial_result(capsys):
     serial = json.loads(capsys.readouterr().out)
     assert main([*args, "--workers", "2"]) == 0
     assert json.loads(capsys.readouterr().out) == serial
+
+
+def test_lab_counts_on_workers_writes_the_serial_counts(tmp_path: Path):
+    bundle = tmp_path / "b"
+    assert main(["export", str(PROTOCOLS / "rydberg_qep_step.toml"), str(bundle)]) == 0
+    assert main(["lab-counts", str(bundle), str(tmp_path / "serial"), "--seed", "4"]) == 0
+    assert main(["lab-counts", str(bundle), str(tmp_path / "dask"), "--seed", "4", "--workers", "2"]) == 0
+    serial = {p.name: p.read_text() for p in sorted((tmp_path / "serial").iterdir())}
+    assert serial and serial == {p.name: p.read_text() for p in sorted((tmp_path / "dask").iterdir())}

@@ -42,6 +42,7 @@ import secrets
 import shutil
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import jsonschema
@@ -832,7 +833,7 @@ def update_bundle(bundle_dir: str | Path, counts_dir: str | Path, out_dir: str |
 # ---------------------------------------------------------------------------- emulated lab
 def simulate_counts(bundle_dir: str | Path, counts_dir: str | Path, *, seed: int = 0, shots: int | None = None,
                     noise_model=None, n_trajectories: int | None = None, force: bool = False,
-                    emulator: str | None = None, progress=None) -> None:
+                    emulator: str | None = None, progress=None, executor=None) -> None:
     """Play the lab: run every bundle sequence (loaded from its JSON) in pulser-simulation and write
     counts sampled from the final state with a seeded Generator (atomic write). A noise model's SPAM
     readout flips (p_false_pos, p_false_neg) are applied to the sampled bits, as a detector would.
@@ -843,9 +844,10 @@ def simulate_counts(bundle_dir: str | Path, counts_dir: str | Path, *, seed: int
     ``emulator``: "trajectories" (our quantum-jump trajectories, the default with a noise model and
     ``n_trajectories``; shots are spread evenly over the trajectories, each trajectory's shots drawn from its
     own state, as pulser's per-trajectory BitStrings are) or "pulser" (the default otherwise).
-    ``progress(done, total)`` is called after each sequence."""
-    from qep_analog.equilibrium.adiabatic import emulate_pulser
-    from qep_analog.measurement.sampling import ReadoutError, bits_to_counts
+    ``progress(done, total)`` is called after each sequence (serially) or once at the end (with an
+    ``executor``: one task per sequence, e.g. a :class:`~qep_analog.distributed.DaskExecutor`). Sequence k
+    samples from ``default_rng([seed, k])``, so the counts do not depend on where it ran."""
+    from qep_analog.measurement.sampling import ReadoutError
 
     check_number(seed, "seed", low=0, high=limits.MAX_SEED, integer=True)
     if shots is not None:
@@ -870,26 +872,71 @@ def simulate_counts(bundle_dir: str | Path, counts_dir: str | Path, *, seed: int
             if not low <= shots <= entry["shots"]:
                 raise QepValueError(f"'--shots' = {shots}: update accepts {low} to {entry['shots']} shots for "
                                     f"sequence {entry['id']!r} (the manifest's shots, less up to 10 % lost)")
-    rng = np.random.default_rng(seed)
+    use_trajectories = emulator == "trajectories" or (emulator is None and noise_model is not None
+                                                       and bool(n_trajectories))
+    tasks = [_SequenceRun(text=read_verified(bundle_dir, manifest, entry["file"]).decode("utf-8"),
+                          shots=int(shots or entry["shots"]), n_qubits=n, seed=(seed, k), noise_model=noise_model,
+                          n_trajectories=n_trajectories, trajectories=use_trajectories, readout=readout)
+             for k, entry in enumerate(manifest["sequences"])]
+    executor = executor if executor is not None else _ProgressExecutor(progress)
     with atomic_directory(counts_dir, force=force) as tmp:
-        for entry in manifest["sequences"]:
-            text = read_verified(bundle_dir, manifest, entry["file"]).decode("utf-8")
-            seq = pulser.Sequence.from_abstract_repr(text)
-            if emulator == "trajectories" or (emulator is None and noise_model is not None and n_trajectories):
-                from qep_analog.equilibrium.emulators.trajectories import run_trajectories
-
-                result = run_trajectories(seq, noise_model, n_trajectories=int(n_trajectories or 1), seed=seed)
-                per = np.abs(result.states) ** 2
-                split = np.full(per.shape[0], (shots or entry["shots"]) // per.shape[0])
-                split[: (shots or entry["shots"]) % per.shape[0]] += 1
-                hits = sum(rng.multinomial(int(m), p / p.sum()) for m, p in zip(split, per, strict=True))
-            else:
-                state = emulate_pulser(seq, noise_model=noise_model, n_trajectories=n_trajectories)
-                probs = np.abs(state) ** 2 if state.ndim == 1 else np.clip(np.real(np.diag(state)), 0, None)
-                hits = rng.multinomial(shots or entry["shots"], probs / probs.sum())
-            counts = {format(i, f"0{n}b"): int(c) for i, c in enumerate(hits) if c}
-            if readout is not None:
-                counts = bits_to_counts(readout.apply(counts_to_bits(counts, n), rng))
+        results = executor.map(_emulate_counts, tasks)
+        if not isinstance(executor, _ProgressExecutor) and progress is not None:
+            progress(len(tasks), len(tasks))
+        for entry, counts in zip(manifest["sequences"], results, strict=True):
             confined(tmp, f"{entry['id']}.json", "counts file").write_text(_dumps(counts), encoding="utf-8")
-            if progress is not None:
-                progress(manifest["sequences"].index(entry) + 1, len(manifest["sequences"]))
+
+
+@dataclass(frozen=True, kw_only=True)
+class _SequenceRun:
+    """One bundle sequence to emulate and sample (a picklable task for an executor)."""
+
+    text: str
+    shots: int
+    n_qubits: int
+    seed: tuple[int, int]
+    noise_model: object
+    n_trajectories: int | None
+    trajectories: bool
+    readout: object
+
+
+def _emulate_counts(task: _SequenceRun) -> dict:
+    """Counts of one sequence: emulate it, sample ``shots`` bitstrings, apply the readout errors."""
+    from qep_analog.equilibrium.adiabatic import emulate_pulser
+    from qep_analog.measurement.sampling import bits_to_counts
+
+    rng = np.random.default_rng(list(task.seed))
+    seq = pulser.Sequence.from_abstract_repr(task.text)
+    if task.trajectories:
+        from qep_analog.equilibrium.emulators.trajectories import run_trajectories
+
+        result = run_trajectories(seq, task.noise_model, n_trajectories=int(task.n_trajectories or 1),
+                                  seed=task.seed[0])
+        per = np.abs(result.states) ** 2
+        split = np.full(per.shape[0], task.shots // per.shape[0])
+        split[: task.shots % per.shape[0]] += 1
+        hits = sum(rng.multinomial(int(m), p / p.sum()) for m, p in zip(split, per, strict=True))
+    else:
+        state = emulate_pulser(seq, noise_model=task.noise_model, n_trajectories=task.n_trajectories)
+        probs = np.abs(state) ** 2 if state.ndim == 1 else np.clip(np.real(np.diag(state)), 0, None)
+        hits = rng.multinomial(task.shots, probs / probs.sum())
+    counts = {format(i, f"0{task.n_qubits}b"): int(c) for i, c in enumerate(hits) if c}
+    if task.readout is not None:
+        counts = bits_to_counts(task.readout.apply(counts_to_bits(counts, task.n_qubits), rng))
+    return counts
+
+
+class _ProgressExecutor:
+    """The serial map, calling ``progress(done, total)`` after each sequence."""
+
+    def __init__(self, progress):
+        self.progress = progress
+
+    def map(self, function, tasks):
+        tasks, out = list(tasks), []
+        for task in tasks:
+            out.append(function(task))
+            if self.progress is not None:
+                self.progress(len(out), len(tasks))
+        return out

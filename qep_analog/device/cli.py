@@ -93,13 +93,18 @@ def _lab_counts(args) -> int:
             bars.append(tqdm(total=total, unit="seq", desc="lab-counts", file=sys.stderr, disable=None, leave=False))
         bars[0].update(done - bars[0].n)
 
+    from qep_analog.distributed import make_executor
+
+    executor = make_executor(workers=args.workers, scheduler=args.scheduler)  # serial unless asked
     try:
         simulate_counts(args.bundle, args.counts_dir, seed=args.seed, shots=args.shots, noise_model=noise,
                         n_trajectories=args.trajectories, force=args.force, emulator=args.emulator,
-                        progress=progress)
+                        progress=progress, executor=executor if hasattr(executor, "close") else None)
     finally:
         for bar in bars:
             bar.close()
+        if hasattr(executor, "close"):
+            executor.close()
     print(f"wrote emulated counts to {args.counts_dir}")
     return 0
 
@@ -144,4 +149,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="noisy emulation: our quantum-jump trajectories (default with --trajectories) or "
                         "pulser-simulation")
     p.add_argument("--force", action="store_true", help="replace COUNTS_DIR if it exists")
+    p.add_argument("--workers", type=int, default=None, metavar="K",
+                   help="emulate the sequences on a local Dask cluster of K worker processes (one task each)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS", help="or on a running Dask scheduler")
     p.set_defaults(func=_lab_counts)
