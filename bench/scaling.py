@@ -1,6 +1,6 @@
 """Scale-out on Dask: serial against 1 and 2 local workers on one batch of independent work.
 
-    python bench/scaling.py                 # phase-sensor, Rydberg (adiabatic, krylov) and MPS batches
+    python bench/scaling.py                 # phase-sensor, Rydberg (adiabatic, krylov), MPS batches, noisy bundle
     python bench/scaling.py --repeats 5 --cases phase-sensor
 
 For each case, in one run: the wall time of one batch gradient serially (the baseline), on a
@@ -85,9 +85,41 @@ def _mps(n: int, atoms: int = 24):
     return lambda ex: estimate_gradient(h, backend, model.theta(), x, t, config, seed=3, executor=ex)
 
 
+class _Counts:
+    """Counts of every sequence, comparable like a gradient estimate (``.gradient``)."""
+
+    def __init__(self, directory: Path):
+        self.gradient = {p.name: p.read_text() for p in sorted(Path(directory).iterdir())}
+
+
+def _noisy_bundle(n: int, trajectories: int = 100):
+    import tempfile
+
+    from qep_analog.device.bundle import export_protocol, read_bundle, simulate_counts
+
+    tmp = Path(tempfile.mkdtemp(prefix="qep_scaling_"))
+    export_protocol(ROOT / "protocols" / "rydberg_classifier.toml", tmp / "b", drawings=False)
+    noise = read_bundle(tmp / "b")["_device_object"].noise_model
+    if noise is None:  # the bundle's device carries none: take qep_lab_device's full noise model
+        from qep_analog.device.devices import load_device
+
+        noise = load_device("qep_lab_device").noise_model
+    calls = iter(range(10**6))
+
+    def run(ex):
+        out = tmp / f"c{next(calls)}"
+        simulate_counts(tmp / "b", out, seed=1, noise_model=noise, n_trajectories=trajectories,
+                        emulator="trajectories", executor=ex)
+        return _Counts(out)
+
+    return run
+
+
 CASES = {"phase-sensor": (_phase_sensor, 10, "phase-sensor batch, 10 samples × 3 phases (exact Lanczos)"),
          "rydberg": (_rydberg, 8, "Rydberg classifier batch, 8 samples × 2 nudged ramps (adiabatic, krylov, 5 µs)"),
-         "mps": (_mps, 4, "MPS batch, 24-atom chain at 6 µm, 4 samples × 3 phases (quimb DMRG2, χ ≤ 64)")}
+         "mps": (_mps, 4, "MPS batch, 24-atom chain at 6 µm, 4 samples × 3 phases (quimb DMRG2, χ ≤ 64)"),
+         "noisy-bundle": (_noisy_bundle, 0, "noisy lab bundle (rydberg_classifier.toml: 12 sequences, 6 atoms, "
+                                            "qep_lab_device noise, 100 trajectories each), one task per sequence")}
 
 
 class CapturingExecutor:
@@ -121,6 +153,10 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.cases:
         build, n, label = CASES[name]
         run = build(n)
+        if name == "noisy-bundle":
+            capture = CapturingExecutor()
+            run(capture)
+            n = len(capture.tasks)
         run(SerialExecutor())  # warm caches (numba, Lanczos structure) before the baseline
         t_serial, ref = _time(lambda run=run: run(SerialExecutor()), args.repeats)
         capture = CapturingExecutor()
@@ -134,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
                 run(ex)  # ships the shared model once per worker
                 rows[workers] = _time(lambda run=run, ex=ex: run(ex), args.repeats)
         t1, t2 = rows[1][0], rows[2][0]
-        same = all(np.array_equal(rows[w][1].gradient, ref.gradient) for w in rows)
+        same = all(rows[w][1].gradient == ref.gradient if isinstance(ref.gradient, dict)
+                   else np.array_equal(rows[w][1].gradient, ref.gradient) for w in rows)
         t_task, overhead = t_serial / n, max(t1 - t_serial, 0.0) / n
         print(f"\n{label}")
         print(f"  serial (baseline) {t_serial * 1e3:8.1f} ms   ({t_task * 1e3:.1f} ms per task, {n} tasks)")
