@@ -98,7 +98,15 @@ def _noisy_bundle(n: int, trajectories: int = 100):
     from qep_analog.device.bundle import export_protocol, read_bundle, simulate_counts
 
     tmp = Path(tempfile.mkdtemp(prefix="qep_scaling_"))
-    export_protocol(ROOT / "protocols" / "rydberg_classifier.toml", tmp / "b", drawings=False)
+    # the classifier's 6-atom qep_lab_device register with 4 inline inputs: 4 × 3 phases = 12 sequences
+    text = (ROOT / "protocols" / "rydberg_classifier.toml").read_text(encoding="utf-8")
+    head = text[:text.index("[data]")]
+    step = (ROOT / "protocols" / "rydberg_qep_step.toml").read_text(encoding="utf-8")
+    tail = step[step.index("[gradient]"):]
+    data = ('[data]\nkind = "inline"\ninputs = [[1.0, -1.0], [-1.0, 1.0], [2.0, 0.5], [-0.5, -2.0]]\n'
+            'targets = [[1.0], [0.0], [1.0], [0.0]]\n\n')
+    (tmp / "p.toml").write_text(head + data + tail, encoding="utf-8")
+    export_protocol(tmp / "p.toml", tmp / "b", drawings=False)
     noise = read_bundle(tmp / "b")["_device_object"].noise_model
     if noise is None:  # the bundle's device carries none: take qep_lab_device's full noise model
         from qep_analog.device.devices import load_device
@@ -118,8 +126,9 @@ def _noisy_bundle(n: int, trajectories: int = 100):
 CASES = {"phase-sensor": (_phase_sensor, 10, "phase-sensor batch, 10 samples × 3 phases (exact Lanczos)"),
          "rydberg": (_rydberg, 8, "Rydberg classifier batch, 8 samples × 2 nudged ramps (adiabatic, krylov, 5 µs)"),
          "mps": (_mps, 4, "MPS batch, 24-atom chain at 6 µm, 4 samples × 3 phases (quimb DMRG2, χ ≤ 64)"),
-         "noisy-bundle": (_noisy_bundle, 0, "noisy lab bundle (rydberg_classifier.toml: 12 sequences, 6 atoms, "
-                                            "qep_lab_device noise, 100 trajectories each), one task per sequence")}
+         "noisy-bundle": (_noisy_bundle, 0, "noisy bundle (the classifier's 6-atom register, 4 inputs: 12 "
+                                            "sequences; qep_lab_device noise, 100 trajectories each), one task per "
+                                            "sequence")}
 
 
 class CapturingExecutor:
