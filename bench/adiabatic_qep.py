@@ -68,7 +68,7 @@ class Instance:
 
 
 def classifier_instances(device, n: int) -> list[Instance]:
-    from qep_analog.protocol import two_blobs
+    from qep_analog.datasets import two_blobs
 
     spec = tomllib.loads((ROOT / "protocols" / "rydberg_classifier.toml").read_text())
     dev_s, data = spec["device"], spec["data"]

@@ -146,5 +146,3 @@ def load_protocol(path: str | Path) -> Protocol:
     """Read and validate a TOML protocol file."""
     return validate(read_toml(path), str(path))
 
-
-from qep_analog.datasets import two_blobs  # noqa: E402,F401  (old import path, kept for bench/adiabatic_qep.py)
