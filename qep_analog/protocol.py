@@ -10,7 +10,8 @@ Only this module and the CLI touch files. A protocol is a table of sections::
 
 Every unknown key, wrong type or impossible value raises one QepValueError naming the file and the
 key. This module reads and validates; turning sections into models, data and backends is the task
-layer's (:mod:`qep_analog.tasks.build`). Other sections (e.g. ``[device]``, ``[task]``) are validated by the layer that reads them, which
+layer's (:mod:`qep_analog.tasks.build`).
+Other sections (e.g. ``[device]``, ``[task]``) are validated by the layer that reads them, which
 registers its schema with :func:`register_section`.
 """
 
