@@ -86,6 +86,10 @@ class DaskExecutor:
                     os.environ.setdefault(key, value)
                 import logging
 
+                import dask
+
+                # non-daemonic workers: quimb/cotengra may start their own process pools inside a task
+                dask.config.set({"distributed.worker.daemon": False})
                 self._cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                              dashboard_address=":0",
                                              silence_logs=logging.ERROR if silence_logs else logging.INFO)
