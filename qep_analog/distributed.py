@@ -7,7 +7,8 @@ in which order tasks run: every task carries its own seed, and results come back
 
 Large constant inputs (a model's operator tables are ~1.5 MB for the phase sensor) are shipped once per
 worker, not once per task: a field whose value is the *same object* in every task of a ``map`` and
-pickles to at least ``scatter_bytes`` (default 0: every such field) is sent once, as the result of a task that returns it (workers
+pickles to at least ``scatter_bytes`` (default 0: every such field) is sent once, as the result of a
+task that returns it (workers
 fetch it from each other, and Dask recomputes it if its holder dies, which scattered data would not
 survive), cached for the executor's lifetime; each task travels without it. Workers pin BLAS, OpenMP and
 numba to one thread (environment and a worker plugin), as the serial path does, so that results are
