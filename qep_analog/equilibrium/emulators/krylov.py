@@ -39,6 +39,26 @@ MAX_STEPS = 2_000_000
 
 
 @numba.njit(cache=True, nogil=True)
+def apply_gate_layer(psi, n_qubits, gates, layer):  # pragma: no cover - compiled
+    """ψ ← Π_q G_{layer,q} ψ (in place): one 2×2 gate per qubit, qubit 0 the most significant bit."""
+    dim = psi.shape[0]
+    for q in range(n_qubits):
+        stride = 1 << (n_qubits - 1 - q)
+        g00 = gates[layer, q, 0]
+        g01 = gates[layer, q, 1]
+        g10 = gates[layer, q, 2]
+        g11 = gates[layer, q, 3]
+        for base in range(0, dim, 2 * stride):
+            for off in range(stride):
+                i0 = base + off
+                i1 = i0 + stride
+                x0 = psi[i0]
+                x1 = psi[i1]
+                psi[i0] = g00 * x0 + g01 * x1
+                psi[i1] = g10 * x0 + g11 * x1
+
+
+@numba.njit(cache=True, nogil=True)
 def _apply_layers(psi, n_qubits, gates, diag, diag_index):  # pragma: no cover - compiled
     """ψ ← diag[k_L] Π_q G_{L−1,q} diag[k_{L−1}] … Π_q G_{0,q} diag[k_0] ψ (in place)."""
     dim = psi.shape[0]
@@ -47,20 +67,7 @@ def _apply_layers(psi, n_qubits, gates, diag, diag_index):  # pragma: no cover -
     for x in range(dim):
         psi[x] *= d[x]
     for layer in range(n_layers):
-        for q in range(n_qubits):
-            stride = 1 << (n_qubits - 1 - q)
-            g00 = gates[layer, q, 0]
-            g01 = gates[layer, q, 1]
-            g10 = gates[layer, q, 2]
-            g11 = gates[layer, q, 3]
-            for base in range(0, dim, 2 * stride):
-                for off in range(stride):
-                    i0 = base + off
-                    i1 = i0 + stride
-                    x0 = psi[i0]
-                    x1 = psi[i1]
-                    psi[i0] = g00 * x0 + g01 * x1
-                    psi[i1] = g10 * x0 + g11 * x1
+        apply_gate_layer(psi, n_qubits, gates, layer)
         d = diag[diag_index[layer + 1]]
         for x in range(dim):
             psi[x] *= d[x]

@@ -43,7 +43,13 @@ import numba
 import numpy as np
 
 from qep_analog.equilibrium.base import EquilibriumState, StateKind
-from qep_analog.equilibrium.emulators.krylov import SCHEMES, initial_steps, interaction_diagonal, phase_distance
+from qep_analog.equilibrium.emulators.krylov import (
+    SCHEMES,
+    apply_gate_layer,
+    initial_steps,
+    interaction_diagonal,
+    phase_distance,
+)
 from qep_analog.equilibrium.emulators.noise import (
     NoisySequence,
     decay_operator,
@@ -80,20 +86,7 @@ def _run_steps(psi, prev, n_qubits, gates, diag, n_stages, threshold):  # pragma
             psi[x] *= d[x]
         for st in range(n_stages):
             layer = s * n_stages + st
-            for q in range(n_qubits):
-                stride = 1 << (n_qubits - 1 - q)
-                g00 = gates[layer, q, 0]
-                g01 = gates[layer, q, 1]
-                g10 = gates[layer, q, 2]
-                g11 = gates[layer, q, 3]
-                for base in range(0, dim, 2 * stride):
-                    for off in range(stride):
-                        i0 = base + off
-                        i1 = i0 + stride
-                        x0 = psi[i0]
-                        x1 = psi[i1]
-                        psi[i0] = g00 * x0 + g01 * x1
-                        psi[i1] = g10 * x0 + g11 * x1
+            apply_gate_layer(psi, n_qubits, gates, layer)
             d = diag[st + 1]
             for x in range(dim):
                 psi[x] *= d[x]
