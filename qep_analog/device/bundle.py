@@ -56,9 +56,10 @@ from qep_analog.device.devices import device_json, load_device
 from qep_analog.device.lab import job_split, lab_metadata, shot_bill
 from qep_analog.device.limits import check_number, show
 from qep_analog.device.protocol_section import register_protocol_section
+from qep_analog.device.pulse_limits import check_pulse_limits
 from qep_analog.device.rydberg import RydbergModel
-from qep_analog.device.sequences import RampSpec, model_sequence
-from qep_analog.equilibrium.adiabatic import nudge_to_detunings
+from qep_analog.equilibrium.adiabatic import AdiabaticBackend, nudge_to_detunings
+from qep_analog.equilibrium.schedules import DEFAULT_BOUNDARY, DEFAULT_POINTS, GAP_AWARE, SCHEDULES
 from qep_analog.errors import QepValueError
 from qep_analog.learning.objectives import Objective
 from qep_analog.measurement.estimate import estimate_products
@@ -111,7 +112,15 @@ MANIFEST_SCHEMA = {
             "train_positions": {"type": "boolean"}}},
         "ramp": {"type": "object", "required": ["duration_ns", "start_detuning", "shape"], "properties": {
             "duration_ns": _int(1, limits.MAX_DURATION_NS), "start_detuning": _num(-_RATE, _RATE),
-            "shape": {"enum": ["cosine", "linear"]}}},
+            "shape": {"enum": list(SCHEDULES)}, "schedule_boundary": _num(0, 1, exclusiveMinimum=0),
+            "schedule_points": _int(3, 1001)}},
+        "preparation": {"type": "object", "required": ["schedule", "estimated"], "properties": {
+            "schedule": {"enum": list(SCHEDULES)}, "estimated": {"type": "boolean"}, "estimator": _TEXT,
+            "reason": _TEXT, "max_infidelity": _num(0, 1), "median_infidelity": _num(0, 1),
+            "max_second_ramp_distance": _num(0, 1), "flag_threshold": _num(0, 1),
+            "flagged": _array({"type": "string", "pattern": ID_PATTERN}, 3 * limits.MAX_SAMPLES)}},
+        "pulse_limits": {"type": "object", "properties": {
+            "max_slew_fraction": _num(0, 1e6), "max_lag_fraction": _num(0, 1e6), "rule": _TEXT}},
         "parameters": {"type": "object", "required": ["names", "values"], "properties": {
             "names": _array(_TEXT, 100_000), "values": _array(_num(-1e15, 1e15), 100_000)}},
         "training": {"type": "object", "required": ["beta", "shots", "learning_rate", "position_learning_rate",
@@ -132,7 +141,10 @@ MANIFEST_SCHEMA = {
                            "observables": _array(_TEXT, 100_000),
                            "input": _RATES, "target": _array(_num(0, 1), limits.MAX_ATOMS),
                            "nudge_detunings": _array(_num(-1e6, 1e6), limits.MAX_ATOMS),
-                           "final_detunings": _array(_num(-1e6, 1e6), limits.MAX_ATOMS)}}},
+                           "final_detunings": _array(_num(-1e6, 1e6), limits.MAX_ATOMS),
+                           "preparation": {"type": "object", "properties": {
+                               "infidelity": _num(0, 1), "gap": _num(0, 1e6), "second_ramp_distance": _num(0, 1),
+                               "second_ramp_ns": _int(1, limits.MAX_DURATION_NS)}}}}},
         "gradient_rule": {"type": "object"},
         "counts_format": {"type": "string"},
         "nudge": {"enum": ["local", "global"]},
@@ -249,8 +261,7 @@ def step_spec(protocol_sections: dict) -> dict:
                   "detunings": dev["detunings"], "input_atoms": dev.get("input_atoms", []),
                   "output_atoms": dev.get("output_atoms", []), "input_mode": dev.get("input_mode", "local"),
                   "train_positions": dev.get("train_positions", True)},
-        "ramp": {"duration_ns": dev.get("duration_ns", 3000), "start_detuning": dev.get("start_detuning", -20.0),
-                 "shape": dev.get("shape", "cosine")},
+        "ramp": _ramp_spec(dev),
         "layout": dev.get("layout", None),
         "data": {"inputs": data.get("inputs", [[] for _ in data["targets"]]), "targets": data["targets"]},
         "training": {"beta": grad.get("beta", 0.5), "shots": grad.get("shots", 500),
@@ -258,6 +269,39 @@ def step_spec(protocol_sections: dict) -> dict:
                      "position_learning_rate": dev.get("position_learning_rate", 1.0),
                      "objective": "⟨Ĉ⟩, Ĉ = Σ(n_ℓ − t_ℓ)²", "estimator": "symmetric"},
     }
+
+
+def _ramp_spec(dev: dict) -> dict:
+    """``[device]`` ramp keys: duration, start detuning, ``shape`` (any schedule of the adiabatic backend) and, for
+    the gap-aware schedules, ``schedule_boundary`` and ``schedule_points`` (the backend's defaults if absent)."""
+    ramp = {"duration_ns": dev.get("duration_ns", 3000), "start_detuning": dev.get("start_detuning", -20.0),
+            "shape": dev.get("shape", "cosine")}
+    if ramp["shape"] not in SCHEDULES:
+        raise QepValueError(f"'device.shape' must be one of {SCHEDULES}, not {show(ramp['shape'])}")
+    if ramp["shape"] in GAP_AWARE:
+        ramp["schedule_boundary"] = dev.get("schedule_boundary", DEFAULT_BOUNDARY)
+        ramp["schedule_points"] = dev.get("schedule_points", DEFAULT_POINTS)
+    return ramp
+
+
+def preparation_backend(model: RydbergModel, ramp: dict, *, emulator: str = "krylov") -> AdiabaticBackend:
+    """The adiabatic backend that builds a bundle's sequences: the ramp's schedule (for a gap-aware one, computed
+    per sample from the free path and shared by its ±β sequences), duration and start detuning. Training with the
+    same ``[device]`` ramp (``tasks/rydberg.py``) builds its sequences with this same backend method
+    (:meth:`AdiabaticBackend.sequence`), so the lab plays the pulses that were emulated."""
+    shape = ramp.get("shape", "cosine")
+    if shape not in SCHEDULES:
+        raise QepValueError(f"'ramp.shape' must be one of {SCHEDULES}, not {show(shape)}")
+    options = {}
+    if shape in GAP_AWARE:
+        check_number(ramp.get("schedule_boundary", DEFAULT_BOUNDARY), "ramp.schedule_boundary", low=1e-9, high=1.0)
+        check_number(ramp.get("schedule_points", DEFAULT_POINTS), "ramp.schedule_points", low=3, high=1001,
+                     integer=True)
+        options = dict(schedule_boundary=float(ramp.get("schedule_boundary", DEFAULT_BOUNDARY)),
+                       schedule_points=int(ramp.get("schedule_points", DEFAULT_POINTS)))
+    return AdiabaticBackend(model=model, duration_ns=int(ramp["duration_ns"]),
+                            start_detuning=float(ramp["start_detuning"]), schedule=shape, emulator=emulator,
+                            compare_exact=False, **options)
 
 
 def model_from(spec: dict) -> RydbergModel:
@@ -268,13 +312,51 @@ def model_from(spec: dict) -> RydbergModel:
                         train_positions=m["train_positions"])
 
 
-def sample_nudges(model: RydbergModel, target, beta: float) -> dict:
-    """Per-phase detuning changes of one sample: ±β Ĉ(t) as local detunings on the outputs."""
+def sample_nudge_operators(model: RydbergModel, target, beta: float) -> dict:
+    """Per-phase nudge operators of one sample: None (free), +β Ĉ(t), −β Ĉ(t), Ĉ = Σ_ℓ (n_ℓ − t_ℓ)²."""
     h = model.hamiltonian()
     objective = Objective(kind="cost-operator", loss="mse")
     cost = objective.cost_operator(h, objective.check_targets(h, target))
-    return {"free": np.zeros(model.n_atoms), "plus": nudge_to_detunings(cost.scaled(beta), model.n_atoms),
-            "minus": nudge_to_detunings(cost.scaled(-beta), model.n_atoms)}
+    return {"free": None, "plus": cost.scaled(beta), "minus": cost.scaled(-beta)}
+
+
+def sample_nudges(model: RydbergModel, target, beta: float) -> dict:
+    """Per-phase detuning changes of one sample: ±β Ĉ(t) as local detunings on the outputs."""
+    return {phase: nudge_to_detunings(op, model.n_atoms)
+            for phase, op in sample_nudge_operators(model, target, beta).items()}
+
+
+PREPARATION_FLAG = 0.03  # second-ramp distance above which a sample is flagged (bench/adiabatic_qep.py, issue 14)
+MAX_ESTIMATED_ATOMS = 12  # the export emulates each sequence (state vector) to estimate its preparation error
+
+
+def _ground_state(matrix) -> tuple[np.ndarray, float]:
+    """(ground state, gap E₁ − E₀) of a sparse Hermitian matrix: dense ``eigh`` up to 2¹⁰, else Lanczos."""
+    import scipy.linalg
+    import scipy.sparse.linalg
+
+    if matrix.shape[0] <= 1024:
+        w, v = scipy.linalg.eigh(matrix.toarray())
+    else:
+        w, v = scipy.sparse.linalg.eigsh(matrix, k=2, which="SA", tol=1e-10)
+        order = np.argsort(w)
+        w, v = w[order], v[:, order]
+    return v[:, 0], float(w[1] - w[0])
+
+
+def _preparation_estimate(backend: AdiabaticBackend, h, theta, xv, nudge, seq, *, free: bool) -> dict:
+    """1 − F of the exported sequence, emulated noiselessly by the backend, against the exact ground state of
+    H(θ, x) + nudge; for the free phase also the backend's no-exact-state estimate (second-ramp distance)."""
+    state = backend.run_sequence(seq)
+    state = state / np.linalg.norm(state)
+    extra = None if nudge is None else nudge.matrix(h.n_qubits)
+    ground, gap = _ground_state(h.matrix(theta, xv, extra=extra))
+    out = {"infidelity": float(min(max(1.0 - abs(np.vdot(ground, state)) ** 2, 0.0), 1.0)), "gap": max(gap, 0.0)}
+    if free:
+        quality = backend.preparation_quality(h, theta, xv, state)
+        out.update(second_ramp_distance=min(float(quality["second_ramp_distance"]), 1.0),
+                   second_ramp_ns=int(quality["second_ramp_ns"]))
+    return out
 
 
 # ---------------------------------------------------------------------------- atomic writing
@@ -399,8 +481,14 @@ def _lab_for(device, name: str, *, trusted: bool):
 
 # ---------------------------------------------------------------------------- export
 def write_bundle(spec: dict, out_dir: str | Path, *, step: int = 0, force: bool = False, drawings: bool = True,
-                 extra_files: dict[str, str] | None = None) -> dict:
-    """Build every sequence of one QEP step for ``spec`` and write the bundle atomically."""
+                 extra_files: dict[str, str] | None = None, estimate_preparation: bool | None = None) -> dict:
+    """Build every sequence of one QEP step for ``spec`` and write the bundle atomically.
+
+    The sequences come from :func:`preparation_backend` (the same method training uses), each checked against
+    the device's limits (:mod:`qep_analog.device.pulse_limits`). ``estimate_preparation`` (default: up to
+    ``MAX_ESTIMATED_ATOMS`` atoms) emulates every sequence without noise and records its 1 − F against the exact
+    ground state, and for each free phase the second-ramp distance; the manifest's ``preparation`` summarises
+    them and flags the samples whose distance exceeds ``PREPARATION_FLAG``."""
     device = load_device(spec["device"])
     device_spec = spec.get("device_spec", spec["device"] if isinstance(spec["device"], str) else device.name)
     spec = dict(spec, device_object=device)
@@ -434,8 +522,9 @@ def write_bundle(spec: dict, out_dir: str | Path, *, step: int = 0, force: bool 
                             f"{spec['ramp']['duration_ns']} ns = {total_ns:,} ns of pulses, more than the "
                             f"{limits.MAX_BUNDLE_NS:,} ns a bundle may hold; use fewer samples ('data.targets') "
                             "or a shorter ramp ('duration_ns')")
-    ramp = RampSpec(duration_ns=int(spec["ramp"]["duration_ns"]), start_detuning=spec["ramp"]["start_detuning"],
-                    shape=spec["ramp"]["shape"])
+    backend = preparation_backend(model, spec["ramp"])
+    if estimate_preparation is None:
+        estimate_preparation = model.n_atoms <= MAX_ESTIMATED_ATOMS
     nudge_kind = check_nudge_realisable(model, targets)
     use_layout = spec.get("layout")
     use_layout = bool(device.requires_layout) if use_layout is None else bool(use_layout)
@@ -452,11 +541,15 @@ def write_bundle(spec: dict, out_dir: str | Path, *, step: int = 0, force: bool 
 
     samples = tqdm(list(zip(inputs, targets, strict=True)), desc="export", unit="sample", leave=False,
                    disable=None if total_ns > 100_000 else True)  # a bar only on a terminal, for long exports
+    worst_slew = worst_lag = 0.0
     try:
         for k, (x, t) in enumerate(samples):
-            controls = model.controls(theta, model.inputs(x))
-            for phase, change in sample_nudges(model, t, beta).items():
-                seq, plan = model_sequence(model, controls, ramp, nudge_detunings=change, register=register)
+            xv = model.inputs(x)
+            for phase, nudge in sample_nudge_operators(model, t, beta).items():
+                change = nudge_to_detunings(nudge, model.n_atoms)
+                seq, plan = backend.sequence(theta, xv, nudge, register=register)
+                for load in check_pulse_limits(seq, what=f"sequence s{k:03d}_{phase}"):
+                    worst_slew, worst_lag = max(worst_slew, load.slew_fraction), max(worst_lag, load.lag_fraction)
                 if isinstance(device, Device):
                     try:
                         Backend.validate_sequence(seq, mimic_qpu=use_layout)
@@ -481,6 +574,9 @@ def write_bundle(spec: dict, out_dir: str | Path, *, step: int = 0, force: bool 
                                 "final_detunings": plan.realised.tolist(), "dmm_plan": plan.reason,
                                 "observables": observables if phase != "free" else [f"n{e}" for e in
                                                                                    model.output_atoms]})
+                if estimate_preparation:
+                    entries[-1]["preparation"] = _preparation_estimate(backend, h, theta, xv, nudge, seq,
+                                                                       free=phase == "free")
     finally:  # on a terminal, the bar must be gone before an error line is printed
         samples.close()
     texts["device.json"] = device_json(device)
@@ -513,6 +609,10 @@ def write_bundle(spec: dict, out_dir: str | Path, *, step: int = 0, force: bool 
         },
         "counts_format": "COUNTS_DIR/<id>.json = {bitstring: count}; '1' = Rydberg; leftmost char = q0"
                          "; a sequence split into jobs (see 'jobs') gets one counts file: the sum of its jobs' counts",
+        "preparation": _preparation_summary(spec["ramp"]["shape"], entries, estimate_preparation, model.n_atoms),
+        "pulse_limits": {"max_slew_fraction": worst_slew, "max_lag_fraction": worst_lag,
+                         "rule": "slew = max|dx/dt| / (full scale / channel rise time); lag = max|modulated − x| / "
+                                 "max|x| (pulser channel.modulate, ends held)"},
         "nudge": nudge_kind,
         "jobs": jobs,
         "shot_bill": bill.as_dict(),
@@ -530,6 +630,21 @@ def write_bundle(spec: dict, out_dir: str | Path, *, step: int = 0, force: bool 
         _validate_schema(manifest, "the bundle to write")
         (tmp / "manifest.json").write_text(_dumps(manifest, indent=1), encoding="utf-8")
     return manifest
+
+
+def _preparation_summary(schedule: str, entries: list[dict], estimated: bool, n_atoms: int) -> dict:
+    if not estimated:
+        return {"schedule": schedule, "estimated": False,
+                "reason": f"not estimated ({n_atoms} atoms; the export emulates up to {MAX_ESTIMATED_ATOMS})"}
+    infidelity = [e["preparation"]["infidelity"] for e in entries]
+    distance = {e["id"]: e["preparation"]["second_ramp_distance"] for e in entries if e["phase"] == "free"}
+    return {"schedule": schedule, "estimated": True,
+            "estimator": "1 - F: noiseless emulation (krylov) of each exported sequence against the exact ground "
+                         "state of H(theta, x) + nudge; second_ramp_distance: total-variation distance of the "
+                         "Z-basis distributions after the ramp and after a shortened one (needs no exact state)",
+            "max_infidelity": float(max(infidelity)), "median_infidelity": float(np.median(infidelity)),
+            "max_second_ramp_distance": float(max(distance.values())), "flag_threshold": PREPARATION_FLAG,
+            "flagged": sorted(sid for sid, d in distance.items() if d > PREPARATION_FLAG)}
 
 
 _VALIDATOR: list = []

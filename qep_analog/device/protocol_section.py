@@ -3,7 +3,10 @@
 Keys: ``name`` (pulser device name or JSON path), ``positions_um`` (N × 2), ``omega`` (rad/µs),
 ``phase`` (rad), ``detunings`` (N values, rad/µs), ``input_atoms``, ``output_atoms``, ``input_mode``
 ("local" | "global"), ``train_positions``, ``duration_ns``, ``start_detuning`` (rad/µs), ``shape``
-("cosine" | "linear"), ``layout`` (use a trap layout; default: when the device requires one),
+(the ramp schedule: "cosine" | "linear" | "local-adiabatic" | "arc-cosine", see
+:mod:`qep_analog.equilibrium.schedules`; training and the exported bundle use the same one),
+``schedule_boundary`` (λ of "local-adiabatic", in (0, 1]) and ``schedule_points`` (grid of the path
+spectrum, 3–1001), ``layout`` (use a trap layout; default: when the device requires one),
 ``position_learning_rate`` (µm per unit gradient).
 
 Numbers are checked here, before anything is built: finite, and within the project-wide bounds of
@@ -24,8 +27,11 @@ DEVICE_KEYS: dict[str, tuple] = {
     "name": (str,), "positions_um": (list,), "omega": _NUM, "phase": _NUM, "detunings": (list,),
     "input_atoms": (list,), "output_atoms": (list,), "input_mode": (str,), "train_positions": (bool,),
     "duration_ns": (int,), "start_detuning": _NUM, "shape": (str,), "layout": (bool,),
-    "position_learning_rate": _NUM,
+    "position_learning_rate": _NUM, "schedule_boundary": _NUM, "schedule_points": (int,),
 }
+# the adiabatic backend's schedules (qep_analog.equilibrium.schedules.SCHEDULES; a test keeps them equal),
+# spelled here so that a protocol is checked without importing the numerical layers
+SHAPES = ("cosine", "linear", "local-adiabatic", "arc-cosine")
 
 
 def validate_device_section(section) -> None:
@@ -37,6 +43,8 @@ def validate_device_section(section) -> None:
         allowed = DEVICE_KEYS[key]
         if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
             raise QepValueError(f"'device.{key}' has the wrong type: {show(value)}")
+    if "shape" in section and section["shape"] not in SHAPES:
+        raise QepValueError(f"'device.shape' must be one of {SHAPES}, not {show(section['shape'])}")
     _check_numbers(section)
 
 
@@ -61,6 +69,10 @@ def _check_numbers(section: Mapping) -> None:
     for key, (low, high) in scalar.items():
         if key in section:
             check_number(section[key], f"device.{key}", low=low, high=high)
+    if "schedule_boundary" in section:
+        check_number(section["schedule_boundary"], "device.schedule_boundary", low=1e-9, high=1.0)
+    if "schedule_points" in section:
+        check_number(section["schedule_points"], "device.schedule_points", low=3, high=1001, integer=True)
     if "duration_ns" in section:
         check_number(section["duration_ns"], "device.duration_ns", low=1, high=limits.MAX_DURATION_NS, integer=True)
     if "positions_um" in section:

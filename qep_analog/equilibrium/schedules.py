@@ -49,6 +49,9 @@ from qep_analog.equilibrium.emulators.krylov import interaction_diagonal, occupa
 from qep_analog.errors import QepValueError
 
 SCHEDULES = ("cosine", "linear", "local-adiabatic", "arc-cosine")
+GAP_AWARE = ("local-adiabatic", "arc-cosine")  # computed per sample from the free path's spectrum
+DEFAULT_BOUNDARY = 0.3  # λ of the local-adiabatic schedule (the adiabatic backend's ``schedule_boundary``)
+DEFAULT_POINTS = 41  # s grid of the path spectrum (the adiabatic backend's ``schedule_points``)
 MAX_DENSE_ATOMS = 8  # above: Lanczos on the LANCZOS_LEVELS lowest levels
 LANCZOS_LEVELS = 12
 MAX_ATOMS = 16
@@ -192,5 +195,5 @@ def schedule_samples(name: str, n_samples: int, *, spectrum: PathSpectrum | None
     raise QepValueError(f"'schedule' must be one of {SCHEDULES}, not {name!r}")
 
 
-__all__ = ["PathSpectrum", "SCHEDULES", "cosine_samples", "local_adiabatic_samples", "path_spectrum",
-           "schedule_samples"]
+__all__ = ["DEFAULT_BOUNDARY", "DEFAULT_POINTS", "GAP_AWARE", "PathSpectrum", "SCHEDULES", "cosine_samples",
+           "local_adiabatic_samples", "path_spectrum", "schedule_samples"]

@@ -11,8 +11,9 @@ output atoms, with targets t ∈ {0, 1}. Each step estimates ∂⟨Ĉ⟩/∂θ, 
 symmetric cost-operator QEP: the ±β nudge is the local detuning change δ_ℓ → δ_ℓ ∓ β(1 − 2t_ℓ).
 All measured observables are Z-diagonal, so one setting (Z-basis bitstrings, with the readout
 errors of ``gradient.p_false_pos``/``p_false_neg``) serves every parameter. The ground state is
-prepared by the ``[backend]`` (``adiabatic``: cosine ramps emulated by pulser-simulation or a fast
-emulator; ``exact``: ideal). Updates δ ← δ − η ∂L/∂δ and r ← r − η_r ∂L/∂r are projected on the
+prepared by the ``[backend]`` (``adiabatic``: the ``[device]`` ramp, ``shape`` = cosine, linear or the
+gap-aware local-adiabatic schedule, emulated by pulser-simulation or a fast emulator, the same sequences
+the bundle exports; ``exact``: ideal). Updates δ ← δ − η ∂L/∂δ and r ← r − η_r ∂L/∂r are projected on the
 device limits (:meth:`RydbergModel.project`).
 
 Protocol: ``[device]`` (the device layer's section: device name or JSON, positions, Ω, detunings,
@@ -59,10 +60,15 @@ def _backend(ctx: RunContext, spec: dict, model):
     b = ctx.protocol.section("backend")
     name = b.get("name", "adiabatic")
     options = dict(b.get("options", {}))
-    if name == "adiabatic":
-        options.setdefault("duration_ns", spec["ramp"]["duration_ns"])
-        options.setdefault("start_detuning", spec["ramp"]["start_detuning"])
-        options.setdefault("shape", spec["ramp"]["shape"])
+    if name == "adiabatic":  # the ramp is the [device] one, so that training and the exported bundle agree
+        ramp = spec["ramp"]
+        for key in ("duration_ns", "start_detuning", "shape", "schedule", "schedule_boundary", "schedule_points"):
+            wanted = ramp.get("shape" if key == "schedule" else key)
+            if key in options and wanted is not None and options[key] != wanted:
+                raise QepValueError(f"'backend.options.{key}' = {options[key]!r} differs from the [device] ramp's "
+                                    f"{wanted!r}: the exported bundle plays the [device] ramp, so set it there")
+        options.update({k: v for k, v in ramp.items() if k != "shape"}, schedule=ramp["shape"])
+        options.pop("shape", None)
         return get_backend(name, model=model, **options)
     if options:
         ctx.notes.append(f"backend {name!r}: the adiabatic options {sorted(options)} are ignored")
