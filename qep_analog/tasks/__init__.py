@@ -10,6 +10,7 @@ exploration     maximise ⟨X₀X₄⟩ on the open cluster-Ising slice (unsuper
 sensitivity     maximise |Δ⟨X₀X₄⟩/Δg_X| between two points sharing g_ZZ (unsupervised)
 oscillator-regression  the quantum harmonic-oscillator network regression (Scellier)
 rydberg-classifier     the flagship: a Rydberg-array classifier (positions + DMM detunings), exported as a bundle
+inverse-design         positions + DMM detunings whose ground state has a target Z2 order (QEP or finite differences)
 =============== ============================================================================
 
 Every task builds a task object (parameters, ``gradient``, optionally ``evaluate``, ``validate``,
@@ -18,6 +19,7 @@ Every task builds a task object (parameters, ``gradient``, optionally ``evaluate
 
 from __future__ import annotations
 
+from qep_analog.tasks.inverse_design import run_inverse_design
 from qep_analog.tasks.oscillator import run_oscillator
 from qep_analog.tasks.rydberg import run_rydberg
 from qep_analog.tasks.supervised import run_classifier, run_phase_sensor
@@ -30,6 +32,7 @@ TASKS = {
     "sensitivity": run_sensitivity,
     "oscillator-regression": run_oscillator,
     "rydberg-classifier": run_rydberg,
+    "inverse-design": run_inverse_design,
 }
 
 # tasks whose steps hold independent work (samples × phases) for an executor; the others run serially
