@@ -217,9 +217,13 @@ def _locate(stepper: _Stepper, psi: np.ndarray, t0: float, span: float, log_r: f
     return best, t0 + best_tau
 
 
-def _run_one(problem: _Problem, index: int) -> tuple[np.ndarray, int, list]:
-    """Trajectory ``index``: (final normalised ψ, number of jumps, [(t_us, atom, operator index)])."""
-    rng = trajectory_generator(problem.seed, problem.noisy.digest, index)
+def _run_one(problem: _Problem, index: int, rng=None) -> tuple[np.ndarray, int, list]:
+    """Trajectory ``index``: (final normalised ψ, number of jumps, [(t_us, atom, operator index)]).
+
+    ``rng`` replaces the trajectory's generator (tests script the uniform numbers: waiting thresholds r and
+    the operator choices u, in the order r₁, u₁, r₂, u₂, …)."""
+    if rng is None:
+        rng = trajectory_generator(problem.seed, problem.noisy.digest, index)
     noisy = problem.noisy
     n = noisy.n_atoms
     if noisy.shot_to_shot:
