@@ -17,9 +17,12 @@ All methods integrate the Hamiltonian read from the sequence by pulser's sampler
   (:mod:`.reference`); ``error_estimate`` is ``nan`` (not estimated).
 
 ``error_estimate`` is always an estimate of the infidelity 1 − |⟨ψ_exact|ψ⟩|² against the exact
-evolution of the sampled Hamiltonian. Noise: the fast paths accept a NoiseModel whose only
-channel is SPAM (recorded in ``info["spam"]`` for the measurement layer) and refuse any other
-channel; "pulser" passes the model through (``n_trajectories`` required for shot-to-shot noise).
+evolution of the sampled Hamiltonian. Noise: on the fast paths a SPAM-only NoiseModel is recorded in
+``info["spam"]`` for the measurement layer; any other channel runs ``n_trajectories`` quantum-jump
+trajectories (:func:`.trajectories.run_trajectories` with the same ``method``; "subspace" only for channels
+that keep the blockade subspace) and returns their mixture's density matrix as ``state`` (≤ 12 atoms; the
+trajectory states themselves, K × 2^N, are in ``info["trajectories"]``); without ``n_trajectories`` such a
+model is refused. "pulser" passes the model through (``n_trajectories`` required for shot-to-shot noise).
 """
 
 from __future__ import annotations
@@ -119,8 +122,8 @@ def emulate(
 ) -> EmulationResult:
     """Emulate a pulser ``sequence`` with the emulator ``method`` (see :data:`EMULATORS`).
 
-    ``seed`` fixes pulser's shot-to-shot noise draws ("pulser" only; ``None`` leaves numpy's global
-    generator as it is)."""
+    ``seed`` fixes the noise draws: pulser's shot-to-shot draws for "pulser" (``None`` leaves numpy's global
+    generator as it is), the trajectories' generators (per sequence and trajectory) for "krylov"/"subspace"."""
     if method not in EMULATORS:
         raise QepValueError(f"'method' must be one of {sorted(EMULATORS)}, not {method!r}")
     if not (isinstance(tolerance, int | float) and 0 < tolerance < 1):
@@ -145,6 +148,9 @@ def emulate(
             wall_time_s=time.perf_counter() - start,
             info=info,
         )
+    if noise_model is not None and set(noise_model.noise_types) - FAST_NOISE_TYPES:
+        return _emulate_trajectories(sequence, method, noise_model, n_trajectories, seed, tolerance,
+                                     initial_state, blockade_radius_um, correction, start)
     spam = check_fast_noise(noise_model, method)
     sampled = sample_sequence(sequence)
     psi0 = _initial(initial_state, n_atoms)
@@ -176,6 +182,42 @@ def emulate(
         method=method,
         dimension=int(dimension),
         blockade_radius_um=float(radius),
+        wall_time_s=time.perf_counter() - start,
+        info=info,
+    )
+
+
+MAX_DENSE_ATOMS = 12
+
+
+def _emulate_trajectories(sequence, method, noise_model, n_trajectories, seed, tolerance, initial_state,
+                          blockade_radius_um, correction, start) -> EmulationResult:
+    """Noise beyond SPAM on "krylov"/"subspace": quantum-jump trajectories, averaged to a density matrix."""
+    from qep_analog.equilibrium.emulators.trajectories import run_trajectories
+
+    channels = sorted(set(noise_model.noise_types) - FAST_NOISE_TYPES)
+    if not n_trajectories:
+        raise QepValueError(f"emulator {method!r} runs the noise channel(s) {channels} of 'noise_model' as "
+                            f"quantum-jump trajectories: set 'n_trajectories' (or use method='pulser')")
+    n_atoms = len(sequence.register.qubit_ids)
+    if n_trajectories > 1 and n_atoms > MAX_DENSE_ATOMS:
+        raise QepValueError(f"emulate() returns a dense density matrix, not affordable at {n_atoms} atoms "
+                            f"(> {MAX_DENSE_ATOMS}): call trajectories.run_trajectories(...) for the trajectory states")
+    psi0 = None if initial_state is None else _initial(initial_state, n_atoms)
+    result = run_trajectories(sequence, noise_model, n_trajectories=int(n_trajectories),
+                              seed=0 if seed is None else int(seed), tolerance=tolerance, initial_state=psi0,
+                              method=method, blockade_radius_um=blockade_radius_um, correction=correction)
+    info = dict(result.info)
+    info["trajectories"] = result
+    if "SPAM" in noise_model.noise_types:
+        info["spam"] = spam_parameters(noise_model)
+    state = result.density_matrix() if result.n_trajectories > 1 else result.states[0]
+    return EmulationResult(
+        state=state,
+        error_estimate=float(result.error_estimate),
+        method=method,
+        dimension=int(info.get("dimension", 2**n_atoms)),
+        blockade_radius_um=float(info.get("blockade_radius_um", float("nan"))),
         wall_time_s=time.perf_counter() - start,
         info=info,
     )

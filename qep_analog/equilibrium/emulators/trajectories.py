@@ -376,12 +376,18 @@ def run_trajectories(
     with_modulation: bool = False,
     executor: Executor | None = None,
     progress: Callable[[int], None] | None = None,
+    method: str = "krylov",
+    blockade_radius_um: float | None = None,
+    correction: bool = True,
 ) -> TrajectoryResult:
     """Emulate ``sequence`` under pulser's ``noise_model`` with ``n_trajectories`` quantum-jump trajectories.
 
     Trajectory k is seeded by (``seed``, the sequence, k). ``executor`` maps the trajectories (default:
     serial in this process); ``progress`` is called with the number of finished trajectories (serial only).
-    State-preparation errors need the all-ground initial state (as in pulser)."""
+    State-preparation errors need the all-ground initial state (as in pulser). ``method`` = "krylov" (full
+    space, every implemented channel) or "subspace" (blockade subspace of ``blockade_radius_um``, default
+    (C6/Ω_max)^(1/6), Schrieffer–Wolff ``correction``; only channels that keep the subspace, see
+    :mod:`.subspace_trajectories`). Trajectory k of both methods uses the same draws and thresholds."""
     if not isinstance(n_trajectories, int | np.integer) or isinstance(n_trajectories, bool) or n_trajectories < 1:
         raise QepValueError(f"'n_trajectories' must be a positive integer, not {n_trajectories!r}")
     if not (isinstance(tolerance, int | float) and 0 < tolerance < 1):
@@ -399,10 +405,17 @@ def run_trajectories(
         nm = noise_model
         if nm is not None and "SPAM" in nm.noise_types and nm.state_prep_error > 0 and abs(abs(psi0[0]) - 1) > 1e-12:
             raise QepValueError("'state_prep_error' needs the all-ground 'initial_state' (as in pulser)")
-    n_steps, estimate, noiseless = control_steps(noisy, psi0, tolerance)
-    problem = _Problem(noisy=noisy, seed=int(seed), n_steps=n_steps, decay=decay_operator(list(noisy.ops)),
-                       psi0=psi0, noiseless=noiseless)
-    run = partial(_run_one, problem)
+    extra: dict = {}
+    if method == "krylov":
+        n_steps, estimate, noiseless = control_steps(noisy, psi0, tolerance)
+        problem = _Problem(noisy=noisy, seed=int(seed), n_steps=n_steps, decay=decay_operator(list(noisy.ops)),
+                           psi0=psi0, noiseless=noiseless)
+        run = partial(_run_one, problem)
+    elif method == "subspace":
+        run, n_steps, estimate, extra = _subspace_run(noisy, psi0, int(seed), tolerance, blockade_radius_um,
+                                                      bool(correction))
+    else:
+        raise QepValueError(f"'method' must be 'krylov' or 'subspace' for trajectories, not {method!r}")
     if executor is None or isinstance(executor, SerialExecutor):
         outputs = []
         for k in range(int(n_trajectories)):
@@ -425,9 +438,42 @@ def run_trajectories(
         "mean_jumps": float(n_jumps.mean()),
         "seed": int(seed),
         "with_modulation": bool(with_modulation),
+        "emulator": method,
+        **extra,
     }
     return TrajectoryResult(states=states, n_jumps=n_jumps, error_estimate=float(estimate), n_steps=n_steps,
                             seed=int(seed), wall_time_s=time.perf_counter() - start, info=info)
+
+
+def _subspace_run(noisy: NoisySequence, psi0: np.ndarray, seed: int, tolerance: float, radius: float | None,
+                  correction: bool):
+    """(trajectory function, steps, error estimate, info) of blockade-subspace trajectories."""
+    from qep_analog.equilibrium.emulators.subspace import default_radius_um
+    from qep_analog.equilibrium.emulators.subspace import propagate as subspace_propagate
+    from qep_analog.equilibrium.emulators.subspace_trajectories import (
+        check_subspace_noise,
+        run_one_subspace,
+        subspace_problem,
+    )
+
+    check_subspace_noise(noisy.noise_model, noisy.ops)
+    sampled, _, _ = noisy.draw(None)
+    if radius is None:
+        omega_max = sampled.max_omega()
+        radius = default_radius_um(sampled.c6, omega_max) if omega_max > 0 else 0.0
+    if not radius >= 0:
+        raise QepValueError(f"'blockade_radius_um' must be ≥ 0, not {radius}")
+    decay = decay_operator(list(noisy.ops))
+    setup = subspace_problem(noisy, psi0, radius_um=float(radius), correction=correction, tolerance=tolerance,
+                             decay=decay)
+    # The physical (perturbative) error of the subspace, estimated on the noiseless sequence.
+    _, physical, phys_info = subspace_propagate(sampled, psi0, radius_um=float(radius), correction=correction,
+                                                tolerance=tolerance)
+    estimate = (np.sqrt(setup["estimate"]) + np.sqrt(physical)) ** 2
+    run = partial(run_one_subspace, noisy, setup, seed, psi0, float(radius), correction, decay)
+    info = {"blockade_radius_um": float(radius), "correction": correction, "dimension": setup["sub"].dimension,
+            "integration_error_estimate": float(setup["estimate"]), "physical_error_estimate": float(physical)}
+    return run, setup["n_steps"], float(estimate), info
 
 
 @dataclass(frozen=True, kw_only=True)
