@@ -105,7 +105,8 @@ def make_plots(out_dir: Path, results: dict) -> list[str]:
     names.append("learning_curve.png")
     task_plot = {"phase-sensor": phase_triangle, "classifier": classifier_map, "exploration": slice_trajectories,
                  "sensitivity": slice_trajectories, "oscillator-regression": oscillator_fit,
-                 "rydberg-classifier": rydberg_register, "inverse-design": _inverse_design}.get(results["task"])
+                 "rydberg-classifier": rydberg_register, "inverse-design": _inverse_design,
+                 "rydberg-phases": _rydberg_phases}.get(results["task"])
     plot_data = results.get("plot")
     if task_plot is not None and plot_data:
         fig = task_plot(results)
@@ -120,6 +121,12 @@ def _inverse_design(results: dict):
     from qep_analog.tasks.inverse_design import design_plot
 
     return design_plot(results)
+
+
+def _rydberg_phases(results: dict):
+    from qep_analog.tasks.rydberg_phases import phase_map_figure
+
+    return phase_map_figure(results)
 
 
 def _ema(values: np.ndarray, weight: float = 0.9) -> np.ndarray:

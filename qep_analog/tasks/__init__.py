@@ -10,6 +10,7 @@ exploration     maximise ⟨X₀X₄⟩ on the open cluster-Ising slice (unsuper
 sensitivity     maximise |Δ⟨X₀X₄⟩/Δg_X| between two points sharing g_ZZ (unsupervised)
 oscillator-regression  the quantum harmonic-oscillator network regression (Scellier)
 rydberg-classifier     the flagship: a Rydberg-array classifier (positions + DMM detunings), exported as a bundle
+rydberg-phases         a 2-atom Rydberg sensor recognising a Rydberg chain's phase (disordered, Z2, Z3)
 inverse-design         positions + DMM detunings whose ground state has a target Z2 order (QEP or finite differences)
 =============== ============================================================================
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 from qep_analog.tasks.inverse_design import run_inverse_design
 from qep_analog.tasks.oscillator import run_oscillator
 from qep_analog.tasks.rydberg import run_rydberg
+from qep_analog.tasks.rydberg_phases import run_rydberg_phases
 from qep_analog.tasks.supervised import run_classifier, run_phase_sensor
 from qep_analog.tasks.unsupervised import run_exploration, run_sensitivity
 
@@ -33,9 +35,10 @@ TASKS = {
     "oscillator-regression": run_oscillator,
     "rydberg-classifier": run_rydberg,
     "inverse-design": run_inverse_design,
+    "rydberg-phases": run_rydberg_phases,
 }
 
 # tasks whose steps hold independent work (samples × phases) for an executor; the others run serially
-PARALLEL_TASKS = ("phase-sensor", "classifier", "rydberg-classifier")
+PARALLEL_TASKS = ("phase-sensor", "classifier", "rydberg-classifier", "rydberg-phases")
 
 __all__ = ["PARALLEL_TASKS", "TASKS"]

@@ -1,0 +1,183 @@
+"""The system of the Rydberg phase sensor: an atom chain, its registers and its phase labels.
+
+Chain of N atoms on the x axis at spacing a (µm), centred on the origin, driven globally
+(pulser's convention, PHYSICS.md §3; ħ = 1, rad/µs, µm):
+
+    H_chain = Σ_j (Ω/2) X_j − Δ Σ_j n_j + Σ_{i<j} C6/|r_i − r_j|⁶ n_i n_j,   n = |r⟩⟨r|
+
+C6 is the device's (``interaction_coeff``); the blockade radius is R_b = (C6/Ω)^{1/6}. Its ground
+state is disordered, Z2- or Z3-ordered depending on Δ/Ω and R_b/a (Bernien et al., Nature 551, 579
+(2017); Keesling et al., Nature 568, 207 (2019)). Each sample of the phase sensor is one point
+(Δ/Ω, R_b/a) at fixed Ω, i.e. one register (spacing a = R_b/(R_b/a)).
+
+Labels come from structure factors of the chain's exact ground state at the simulated N
+(:func:`order_parameters`):
+
+    m_k = c_k · Σ_b p(b) |(1/N) Σ_j e^{ikj} (b_j − n̄)|²,   n̄ = (1/N) Σ_j ⟨n_j⟩,
+
+with k = π (c = 4) for Z2 and k = 2π/3 (c = 9) for Z3, normalised so that the perfect crystals
+r g r g … and r g g r g g … give m ≈ 1; the uniform states (all g, all r) give 0. The sum over
+bitstrings b with their Born probabilities p(b) makes it the (non-connected) structure factor of
+the density fluctuations, which is non-zero for the symmetric cat states a finite chain forms.
+Phase: Z2 if m_π ≥ τ₂ and m_π ≥ m_{2π/3}; Z3 if m_{2π/3} ≥ τ₃ and m_{2π/3} > m_π; else disordered.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from qep_analog.errors import QepValueError
+
+PHASES = ("disordered", "Z2", "Z3")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChainSpec:
+    """The chain and the (Δ/Ω, R_b/a) box its samples come from.
+
+    ``omega`` (rad/µs) and ``c6`` (rad/µs·µm⁶) fix R_b; thresholds τ₂, τ₃ on the normalised
+    structure factors decide the labels.
+    """
+
+    n_atoms: int = 10
+    omega: float = 1.6
+    c6: float = 12_241_414.53
+    detuning_range: tuple[float, float] = (-1.0, 4.0)
+    rb_range: tuple[float, float] = (1.0, 2.8)
+    z2_threshold: float = 0.5
+    z3_threshold: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.n_atoms, int) or not 3 <= self.n_atoms <= 16:
+            raise QepValueError(f"'chain.n_atoms' must be an integer in [3, 16] (exact ground states), "
+                                f"not {self.n_atoms!r}")
+        for key in ("omega", "c6"):
+            value = getattr(self, key)
+            if not (np.isfinite(value) and value > 0):
+                raise QepValueError(f"'chain.{key}' must be a positive number, not {value!r}")
+        for key in ("detuning_range", "rb_range"):
+            lo, hi = getattr(self, key)
+            if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+                raise QepValueError(f"'chain.{key}' must be [low, high] with low < high, not {[lo, hi]}")
+        if self.rb_range[0] <= 0.3:
+            raise QepValueError(f"'chain.rb_range' must start above 0.3, not {self.rb_range[0]}")
+        for key in ("z2_threshold", "z3_threshold"):
+            value = getattr(self, key)
+            if not 0 < value < 1:
+                raise QepValueError(f"'chain.{key}' must lie in (0, 1), not {value!r}")
+
+    @property
+    def blockade_radius_um(self) -> float:
+        """R_b = (C6/Ω)^{1/6} in µm."""
+        return float((self.c6 / self.omega) ** (1 / 6))
+
+    def spacing_um(self, rb_over_a) -> np.ndarray:
+        """Chain spacing a = R_b/(R_b/a) in µm."""
+        return self.blockade_radius_um / np.asarray(rb_over_a, dtype=float)
+
+    @property
+    def spacing_range_um(self) -> tuple[float, float]:
+        return float(self.spacing_um(self.rb_range[1])), float(self.spacing_um(self.rb_range[0]))
+
+    def positions(self, spacing_um: float) -> np.ndarray:
+        """(N, 2) chain positions, centred on the origin: x_j = (j − (N − 1)/2) a."""
+        x = (np.arange(self.n_atoms) - (self.n_atoms - 1) / 2) * float(spacing_um)
+        return np.column_stack([x, np.zeros(self.n_atoms)])
+
+    def controls(self, point) -> tuple[float, float]:
+        """(Δ in rad/µs, a in µm) of a sample (Δ/Ω, R_b/a)."""
+        d, rb = np.asarray(point, dtype=float).reshape(2)
+        return float(d * self.omega), float(self.spacing_um(rb))
+
+    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``n`` points (Δ/Ω, R_b/a), uniform in the box."""
+        lo = np.array([self.detuning_range[0], self.rb_range[0]])
+        hi = np.array([self.detuning_range[1], self.rb_range[1]])
+        return lo + (hi - lo) * rng.random((n, 2))
+
+
+# ----------------------------------------------------------------------------- exact chain states
+def chain_ground_probabilities(n_atoms: int, omega: float, detuning: float, spacing_um: float,
+                               c6: float) -> np.ndarray:
+    """Z-basis probabilities p(b) of the chain's exact ground state (index = int(b, 2), atom 0 leftmost).
+
+    Built from the project's Hamiltonian terms (sparse) and the exact backend (Lanczos above 256 states).
+    """
+    from qep_analog.equilibrium.exact import ExactBackend
+
+    h = chain_hamiltonian(n_atoms)
+    j = _couplings(n_atoms, spacing_um, c6)
+    theta = j[np.triu_indices(n_atoms, 1)]
+    state = ExactBackend().prepare(h, theta, np.array([omega, detuning]))
+    return state.probabilities()
+
+
+@lru_cache(maxsize=8)
+def chain_hamiltonian(n_atoms: int):
+    """H_chain as named terms: inputs (omega, delta_global), parameters J_i_j (one structure per N)."""
+    from qep_analog.models.hamiltonian import Hamiltonian, Term
+    from qep_analog.models.pauli import PauliProduct
+
+    terms = []
+    for i in range(n_atoms):
+        terms.append(Term(name=f"drive_x_{i}", operator=PauliProduct.parse(f"X{i}", n_atoms), role="input",
+                          coefficient=0.5, parameter="omega"))
+        terms.append(Term(name=f"input_{i}", operator=PauliProduct.parse(f"n{i}", n_atoms), role="input",
+                          coefficient=-1.0, parameter="delta_global"))
+    for i in range(n_atoms):
+        for k in range(i + 1, n_atoms):
+            terms.append(Term(name=f"J_{i}_{k}", operator=PauliProduct.parse(f"n{i} n{k}", n_atoms),
+                              role="trainable", parameter=f"J_{i}_{k}"))
+    return Hamiltonian(n_qubits=n_atoms, terms=tuple(terms), outputs=(), description="Rydberg chain")
+
+
+def _couplings(n_atoms: int, spacing_um: float, c6: float) -> np.ndarray:
+    dist = np.abs(np.subtract.outer(np.arange(n_atoms), np.arange(n_atoms))) * float(spacing_um)
+    with np.errstate(divide="ignore"):
+        j = c6 / dist.astype(float) ** 6
+    np.fill_diagonal(j, 0.0)
+    return j
+
+
+def order_parameters(probabilities: np.ndarray, n_atoms: int) -> tuple[float, float]:
+    """(m_Z2, m_Z3): the normalised structure factors at k = π and k = 2π/3 (module docstring)."""
+    p = np.asarray(probabilities, dtype=float)
+    if p.shape != (2**n_atoms,):
+        raise QepValueError(f"'probabilities' must have 2^{n_atoms} entries, not shape {p.shape}")
+    idx = np.arange(p.size)
+    bits = ((idx[:, None] >> (n_atoms - 1 - np.arange(n_atoms))) & 1).astype(float)
+    density = p @ bits
+    fluct = bits - density.mean()
+    out = []
+    for k, norm in ((np.pi, 4.0), (2 * np.pi / 3, 9.0)):
+        amp = fluct @ np.exp(1j * k * np.arange(n_atoms)) / n_atoms
+        out.append(float(norm * (p @ np.abs(amp) ** 2)))
+    return out[0], out[1]
+
+
+def phase_of(m_z2: float, m_z3: float, z2_threshold: float, z3_threshold: float) -> int:
+    """Index into :data:`PHASES` from the two order parameters (rule in the module docstring)."""
+    if m_z2 >= z2_threshold and m_z2 >= m_z3:
+        return 1
+    if m_z3 >= z3_threshold and m_z3 > m_z2:
+        return 2
+    return 0
+
+
+def chain_order(spec: ChainSpec, points) -> np.ndarray:
+    """(n, 2) order parameters (m_Z2, m_Z3) of the chain's ground state at each point (Δ/Ω, R_b/a)."""
+    out = []
+    for point in np.atleast_2d(points):
+        detuning, spacing = spec.controls(point)
+        probs = chain_ground_probabilities(spec.n_atoms, spec.omega, detuning, spacing, spec.c6)
+        out.append(order_parameters(probs, spec.n_atoms))
+    return np.array(out).reshape(-1, 2)
+
+
+def chain_labels(spec: ChainSpec, points, order: np.ndarray | None = None) -> np.ndarray:
+    """Phase indices (0 disordered, 1 Z2, 2 Z3) of the chain's ground state at each point."""
+    order = chain_order(spec, points) if order is None else order
+    return np.array([phase_of(a, b, spec.z2_threshold, spec.z3_threshold) for a, b in order], dtype=int)
