@@ -17,12 +17,19 @@ Columns, timed in one run (each peer under the same 2 cores):
   --mesolve-draws draws, extrapolated to K;
 - emu-sv (CPU, dt = 10 ns) with K_p trajectories; its time for K is extrapolated from a 1-trajectory
   run and the K_p run: t(K) = t₁ + (K − 1)(t_Kp − t₁)/(K_p − 1).
+- ours in the blockade subspace (``method="subspace"``, default radius (C6/Ω_max)^(1/6), Schrieffer–Wolff
+  corrected; the lab model's channels all keep the subspace), K trajectories with the SAME seeds as the
+  full-space ones: "paired z" = max over atoms of |mean of the per-trajectory differences| / its standard
+  error (the subspace approximation's bias shows up here; its own estimate √error_estimate is printed).
+  At 6 µm U_nn = 18.6 rad/µs is NOT ≫ Ω = 9.42 (the subspace warns); ``--spacing-um 5`` is a more blockaded case.
 Agreement: z = |⟨n_i⟩_ours − ⟨n_i⟩_peer| / √(σ_ours² + σ_peer²), the largest over atoms. σ_peer is the
 standard error over pulser's own per-trajectory values; emu-sv exposes only the mean, so its σ is
 OUR per-trajectory standard deviation / √K_p (stated as an approximation).
 
     flock /tmp/qep_cpu.lock python bench/noisy_emulation.py                        # 6 8 10, K = 100
     flock /tmp/qep_cpu.lock python bench/noisy_emulation.py --sizes 6 --trajectories 20 --peer-trajectories 5
+    flock /tmp/qep_cpu.lock python bench/noisy_emulation.py --sizes 6 8 10 12 --pulser-max 10 --skip-emu-sv \
+        --mesolve-draws 0 --converged-max 0 --spacing-um 5          # ours, subspace, pulser trajectories
 """
 
 from __future__ import annotations
@@ -40,7 +47,7 @@ SPACING_UM = 6.0
 DURATION_NS = 4000
 
 
-def lab_ramp(n_atoms: int, *, duration_ns: int = DURATION_NS, phase: float = 0.5):
+def lab_ramp(n_atoms: int, *, duration_ns: int = DURATION_NS, phase: float = 0.5, spacing_um: float = SPACING_UM):
     """The benchmark ramp (see module docstring) on qep_lab_device."""
     from pulser import Pulse, Register, Sequence
     from pulser.waveforms import InterpolatedWaveform
@@ -48,7 +55,7 @@ def lab_ramp(n_atoms: int, *, duration_ns: int = DURATION_NS, phase: float = 0.5
     from qep_analog.device.devices import load_device
 
     device = load_device("qep_lab_device")
-    reg = Register.from_coordinates([(i * SPACING_UM, 0.0) for i in range(n_atoms)], prefix="q")
+    reg = Register.from_coordinates([(i * spacing_um, 0.0) for i in range(n_atoms)], prefix="q")
     seq = Sequence(reg, device)
     seq.declare_channel("ryd", "rydberg_global")
     weights = {f"q{i}": float(w) for i, w in enumerate(np.linspace(0.2, 1.0, n_atoms))}
@@ -65,11 +72,13 @@ def occupations(probs: np.ndarray, n: int) -> np.ndarray:
     return probs @ occ
 
 
-def run_ours(seq, nm, k: int, seed: int) -> tuple[float, np.ndarray, np.ndarray, dict]:
+def run_ours(seq, nm, k: int, seed: int, method: str = "krylov") -> tuple[float, np.ndarray, np.ndarray, dict]:
     from qep_analog.equilibrium.emulators.trajectories import run_trajectories
 
     t0 = time.perf_counter()
-    res = run_trajectories(seq, nm, n_trajectories=k, seed=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the subspace's "not ≫ Ω" warning: its estimate is printed
+        res = run_trajectories(seq, nm, n_trajectories=k, seed=seed, method=method)
     wall = time.perf_counter() - t0
     return wall, occupations(np.abs(res.states) ** 2, res.n_atoms), res.n_jumps, res.info
 
@@ -130,6 +139,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--converged-max", type=int, default=6)
     parser.add_argument("--mesolve-draws", type=int, default=3)
     parser.add_argument("--skip-emu-sv", action="store_true")
+    parser.add_argument("--skip-subspace", action="store_true")
+    parser.add_argument("--pulser-max", type=int, default=10, help="largest N for the pulser trajectory column")
+    parser.add_argument("--spacing-um", type=float, default=SPACING_UM)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
     k = args.trajectories
@@ -137,6 +149,8 @@ def main(argv: list[str] | None = None) -> None:
 
     seq4, nm = lab_ramp(4, duration_ns=400)  # compile kernels, import solvers outside the timings
     run_ours(seq4, nm, 2, 0)
+    if not args.skip_subspace:
+        run_ours(seq4, nm, 2, 0, method="subspace")
     run_pulser_trajectories(seq4, nm, 1, 0)
     if not args.skip_emu_sv:
         run_emu_sv(seq4, nm, 1, 0)
@@ -144,7 +158,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"K = {k} trajectories (ours); peers run K_p = {kp} and are extrapolated to K where marked 'ext'\n")
     rows = []
     for n in args.sizes:
-        seq, nm = lab_ramp(n)
+        seq, nm = lab_ramp(n, spacing_um=args.spacing_um)
         row: dict = {"n": n}
         wall, per_traj, jumps, info = run_ours(seq, nm, k, args.seed)
         mean, err = per_traj.mean(axis=0), per_traj.std(axis=0, ddof=1) / np.sqrt(k)
@@ -152,11 +166,25 @@ def main(argv: list[str] | None = None) -> None:
         print(f"[{n} atoms] ours {wall:.2f} s ({info['n_steps']} steps, error estimate {info['error_estimate']:.1e}, "
               f"{jumps.mean():.2f} jumps/trajectory); <n_i> = {np.round(mean, 3)} ± {np.round(err, 3)}")
 
-        t_p, rows_p = run_pulser_trajectories(seq, nm, kp, args.seed + 1)
-        m_p, e_p = rows_p.mean(axis=0), rows_p.std(axis=0, ddof=1) / np.sqrt(rows_p.shape[0])
-        row.update(pulser_s=t_p * k / kp, pulser_z=z_max(mean, err, m_p, e_p))
-        print(f"[{n} atoms] pulser trajectories {t_p:.1f} s for {kp} → ext {row['pulser_s']:.0f} s for {k}; "
-              f"max z = {row['pulser_z']:.2f}")
+        m_p = None
+        if n <= args.pulser_max:
+            t_p, rows_p = run_pulser_trajectories(seq, nm, kp, args.seed + 1)
+            m_p, e_p = rows_p.mean(axis=0), rows_p.std(axis=0, ddof=1) / np.sqrt(rows_p.shape[0])
+            row.update(pulser_s=t_p * k / kp, pulser_z=z_max(mean, err, m_p, e_p))
+            print(f"[{n} atoms] pulser trajectories {t_p:.1f} s for {kp} → ext {row['pulser_s']:.0f} s for {k}; "
+                  f"max z = {row['pulser_z']:.2f}")
+        if not args.skip_subspace:
+            w_s, per_s, _, info_s = run_ours(seq, nm, k, args.seed, method="subspace")
+            diff = per_s - per_traj
+            paired = float(np.max(np.abs(diff.mean(axis=0)) / (diff.std(axis=0, ddof=1) / np.sqrt(k) + 1e-30)))
+            row.update(sub_s=w_s, sub_paired_z=paired, sub_est=info_s["error_estimate"], sub_dim=info_s["dimension"],
+                       sub_bias=float(np.max(np.abs(diff.mean(axis=0)))))
+            if m_p is not None:
+                row.update(sub_pulser_z=z_max(per_s.mean(axis=0), per_s.std(axis=0, ddof=1) / np.sqrt(k), m_p, e_p))
+            print(f"[{n} atoms] subspace {w_s:.2f} s (dimension {info_s['dimension']}, radius "
+                  f"{info_s['blockade_radius_um']:.2f} µm, error estimate {info_s['error_estimate']:.1e} → "
+                  f"√ = {np.sqrt(info_s['error_estimate']):.1e}); max |paired mean difference| {row['sub_bias']:.1e}, "
+                  f"paired z {paired:.2f}" + (f", z vs pulser {row['sub_pulser_z']:.2f}" if m_p is not None else ""))
         if n <= args.converged_max:
             t_c, rows_c = run_pulser_trajectories(seq, nm, kp, args.seed + 2,
                                                   options={"atol": 1e-10, "rtol": 1e-8})
@@ -188,17 +216,24 @@ def _print_table(rows: list[dict], k: int) -> None:
 
     print(f"wall time for K = {k} trajectories (s; peers extrapolated), ratio = peer / ours, max z of <n_i>")
     print(f"{'N':>3} {'ours':>7} {'pulser':>8} {'ratio':>7} {'z':>5} {'pul.conv':>9} {'ratio':>7} "
-          f"{'mesolve':>8} {'ratio':>7} {'emu-sv':>8} {'ratio':>7} {'z':>5}")
+          f"{'mesolve':>8} {'ratio':>7} {'emu-sv':>8} {'ratio':>7} {'z':>5} {'subspace':>9} {'ratio':>7} "
+          f"{'krylov/sub':>10} {'√est':>8} {'bias':>8} {'pair z':>6}")
     def ratio_of(r, key):
         return f"{r[key] / r['ours_s']:.1f}×" if key in r else "—"
 
+    def sub_ratio(r, key):
+        return f"{r[key] / r['sub_s']:.1f}×" if key in r and "sub_s" in r else "—"
+
     for r in rows:
         ratio = partial(ratio_of, r)
+        root_est = f"{np.sqrt(r['sub_est']):.1e}" if "sub_est" in r else "—"
 
         print(f"{r['n']:>3} {r['ours_s']:>7.2f} {cell(r, 'pulser_s'):>8} {ratio('pulser_s'):>7} "
               f"{cell(r, 'pulser_z', '{:.2f}'):>5} {cell(r, 'pulser_conv_s'):>9} {ratio('pulser_conv_s'):>7} "
               f"{cell(r, 'mesolve_s'):>8} {ratio('mesolve_s'):>7} {cell(r, 'emu_sv_s'):>8} {ratio('emu_sv_s'):>7} "
-              f"{cell(r, 'emu_sv_z', '{:.2f}'):>5}")
+              f"{cell(r, 'emu_sv_z', '{:.2f}'):>5} {cell(r, 'sub_s', '{:.2f}'):>9} {sub_ratio(r, 'pulser_s'):>7} "
+              f"{sub_ratio(r, 'ours_s'):>10} {root_est:>8} "
+              f"{cell(r, 'sub_bias', '{:.1e}'):>8} {cell(r, 'sub_paired_z', '{:.2f}'):>6}")
 
 
 if __name__ == "__main__":
