@@ -254,6 +254,8 @@ _SMALL = {"phase_sensor.toml": ["data.n_test=6", "data.n_train=20", "task.plot_r
           "oscillator_regression.toml": ["oscillator.task.n_test=10", "oscillator.optimum.restarts=0"],
           "rydberg_classifier.toml": ["data.n_test=4", "training.batch_size=2", "gradient.shots=50"],
           "fresnel_global.toml": ["data.n_test=4", "training.batch_size=2", "gradient.shots=50"],
+          "rydberg_phase_sensor.toml": ["data.n_test=4", "data.n_train=10", "training.batch_size=2",
+                                        "task.plot_resolution=2", "gradient.shots=20"],
           "inverse_design.toml": ['design.train_positions="none"', "gradient.shots=50"]}
 
 

@@ -275,12 +275,18 @@ class RydbergPhaseTask:
         for _ in range(max_iter):
             moved = False
             for s in range(len(off)):
-                for centre in (np.zeros(2), np.array([np.clip(off[s, 0], *seg), 0.0])):
+                x, y = off[s]
+                if 0.0 <= x <= seg[1]:  # beside the chain: step away from its axis (atom 0 or the swept segment)
+                    need = max(np.sqrt(max(dmin**2 - (x - cx) ** 2, 0.0)) for cx in (0.0, np.clip(x, *seg)))
+                    if abs(y) < need:
+                        off[s, 1] = need if y >= 0 else -need
+                        moved = True
+                else:  # beyond either end: step radially away from the end
+                    centre = np.array([0.0 if x < 0 else seg[1], 0.0])
                     d = off[s] - centre
                     dist = float(np.linalg.norm(d))
                     if dist < dmin:
-                        u = d / dist if dist > 0 else np.array([0.0, 1.0])
-                        off[s] = centre + dmin * u
+                        off[s] = centre + dmin * d / dist
                         moved = True
                 if rmax is not None:
                     for x in x0:
@@ -306,7 +312,9 @@ class RydbergPhaseTask:
         if not self.train_positions:
             offsets = self.offsets_um
         off, det = self._project(offsets, detunings)
-        return self.theta_of(off, det)
+        theta = self.theta_of(off, det)
+        self.check_registers(theta)
+        return theta
 
     # -------------------------------------------------------------- the driver's hooks
     def gradient(self, theta: np.ndarray, batch: np.ndarray, draw: Draw) -> StepEstimate:
