@@ -16,7 +16,8 @@ explicit ``n_trajectories``; the noise draws are seeded from the backend's ``see
 so noisy runs are reproducible), or the project's fast emulators (``emulator="krylov"|"subspace"``).
 With a noise model and ``n_trajectories`` the default is ``emulator="trajectories"``: quantum-jump
 trajectories on the full-space propagator (:mod:`qep_analog.equilibrium.emulators.trajectories`, seeded per
-(``seed``, sequence, trajectory)), whose mixture's density matrix is the prepared state; ``"pulser"``
+(``seed``, sequence, trajectory)), returned as their mixture (K state vectors, no 4^N matrix; with
+``dephase``/``quality_check`` its density matrix); ``"pulser"``
 stays selectable, and stays the default for a noise model without ``n_trajectories`` (exact mesolve).
 The prepared state is converted to the package basis (our vector = pulser vector[::-1]).
 ``info`` holds the fidelity to the exact ground state, the energy above it, the gap, the
@@ -327,6 +328,10 @@ class AdiabaticBackend:
         self._check_hamiltonian(hamiltonian)
         theta = hamiltonian.theta_vector(theta)
         xv = hamiltonian.input_vector(x)
+        if self.emulator == "trajectories" and self.dephase == "none" and self.quality_check == "none":
+            from qep_analog.equilibrium.emulators.trajectory_prepare import prepare_trajectories
+
+            return prepare_trajectories(self, hamiltonian, theta, xv, nudge)  # K vectors, no 4^N matrix
         state, seq, plan, more = self._prepared_state(theta, xv, nudge)
         extra = None if nudge is None else nudge.matrix(hamiltonian.n_qubits)
         h = hamiltonian.matrix(theta, xv, extra=extra)

@@ -112,3 +112,27 @@ def test_emulate_routes_noise_to_trajectories():
         emulate(seq, "krylov", noise_model=nm)
     with pytest.raises(QepValueError, match="depolarizing"):
         emulate(seq, "subspace", noise_model=NoiseModel(depolarizing_rate=0.1), n_trajectories=2)
+
+
+def test_adiabatic_backend_returns_the_trajectory_mixture_without_a_dense_matrix():
+    """prepare() gives K state vectors; expect = Tr(ρ P) and energy = Tr(ρ H) of the dense mixture, and the
+    fidelity ⟨E₀|ρ|E₀⟩, all to 1e-12; sampling spreads the shots over the trajectories."""
+    from qep_analog.device.rydberg import RydbergModel
+    from qep_analog.equilibrium.base import get_backend
+    from qep_analog.equilibrium.emulators.trajectories import TrajectoryMixture
+    from qep_analog.models.pauli import PauliProduct
+
+    model = RydbergModel(positions_um=[[0.0, 0.0], [9.0, 0.0], [4.5, 7.8]], device=LAB, omega=6.0,
+                         detunings=[3.0, 4.0, 2.0], input_atoms=(0,), output_atoms=(2,))
+    h, theta = model.hamiltonian(), model.theta()
+    backend = get_backend("adiabatic", model=model, duration_ns=800, noise_model="device", n_trajectories=5)
+    state = backend.prepare(h, theta, [1.0])
+    assert isinstance(state, TrajectoryMixture) and state.states.shape == (5, 8)
+    rho = state.states.T @ state.states.conj() / 5
+    hm = h.matrix(theta, h.input_vector([1.0])).toarray()
+    assert abs(state.energy - np.real(np.trace(rho @ hm))) < 1e-12
+    w, v = np.linalg.eigh(hm)
+    assert abs(state.info["fidelity"] - np.real(v[:, 0].conj() @ rho @ v[:, 0])) < 1e-12
+    z2 = np.kron(np.eye(4), np.diag([1.0, -1.0]))
+    assert abs(state.expect([PauliProduct.parse("Z2")])[0] - np.real(np.trace(rho @ z2))) < 1e-12
+    assert state.sample("ZZZ", 10, np.random.default_rng(0)).shape == (10, 3)
