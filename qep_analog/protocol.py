@@ -46,7 +46,7 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "estimator": (str,), "nudge": (str,), "loss": (str,), "loss_scale": _NUM, "beta": _NUM,
         "shots": (int,), "measurement": (str,), "p_false_pos": _NUM, "p_false_neg": _NUM,
         "mitigate_readout": (bool,), "overlap_threshold": _NUM, "crossing_policy": (str,),
-        "max_halvings": (int,), "fd_step": _NUM,
+        "max_halvings": (int,), "fd_step": _NUM, "preparation_policy": (str,),
     },
     "training": {
         "optimizer": (str,), "learning_rate": _NUM, "batch_size": (int,), "steps": (int,), "seed": (int,),

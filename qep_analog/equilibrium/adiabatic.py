@@ -353,9 +353,12 @@ class AdiabaticBackend:
             if quality is not None:
                 info["preparation"] = quality
                 if self.quality_threshold is not None and quality["second_ramp_distance"] > self.quality_threshold:
-                    info["flags"] = [f"preparation: Z-distribution moves by {quality['second_ramp_distance']:.3g} "
-                                     f"(> quality_threshold {self.quality_threshold:g}) when the ramp is shortened to "
-                                     f"{quality['second_ramp_ns']} ns"]
+                    # a failed preparation, not a crossing: the gradient's preparation_policy keeps, shrinks or drops it
+                    info["preparation_flag"] = dict(
+                        distance=quality["second_ramp_distance"], threshold=self.quality_threshold,
+                        message=f"preparation: Z-distribution moves by {quality['second_ramp_distance']:.3g} (> "
+                                f"quality_threshold {self.quality_threshold:g}) when the ramp is shortened to "
+                                f"{quality['second_ramp_ns']} ns")
         gap = float("nan")
         if self.compare_exact and hamiltonian.n_qubits <= 16:
             if hamiltonian.n_qubits <= 10:

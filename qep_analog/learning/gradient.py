@@ -32,6 +32,14 @@ e.g. an MPS whose energy variance exceeds its tolerance) is treated like a cross
 overlap 0); a flagged free phase is recorded as ``"flagged"``. The overlap is an emulation diagnostic
 (a lab cannot measure it): no shots are spent or counted on a rejected attempt.
 
+Preparation policy (issue 14): a backend that estimates how well it prepared the free state without knowing
+the exact one (the adiabatic backend's second-ramp check) reports a failed preparation as
+``info["preparation_flag"] = {"distance": d, "threshold": d₀, ...}``. That is not a level crossing (no smaller β
+repairs a non-adiabatic ramp) and is recorded separately, in ``preparation_flags``. ``preparation_policy``:
+"keep" (default; recorded only), "shrink" (the sample's weight in the batch mean becomes w = d₀/d < 1:
+ĝ = Σ w_i ĝ_i / Σ w_i, stderr √(Σ w_i² σ_i²)/Σ w_i) or "drop" (the sample is dropped before its nudged
+phases are prepared, and counted in ``samples_dropped``).
+
 Every state is read through the state interface (``expect``, ``sample``, ``overlap``), so dense and
 matrix-product states feed the same estimators; only ``estimator="exact"`` needs a dense state vector.
 """
@@ -58,6 +66,7 @@ from qep_analog.models.pauli import PauliProduct
 ESTIMATORS = ("one-sided", "symmetric", "exact", "finite-difference")
 MEASUREMENTS = ("grouped", "gaussian")
 POLICIES = ("shrink", "drop", "one-sided")
+PREPARATION_POLICIES = ("keep", "shrink", "drop")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -77,6 +86,7 @@ class GradientConfig:
     crossing_policy: str = "shrink"
     max_halvings: int = 3
     fd_step: float = 1e-3
+    preparation_policy: str = "keep"
 
     def __post_init__(self) -> None:
         if self.estimator not in ESTIMATORS:
@@ -93,6 +103,9 @@ class GradientConfig:
             raise QepValueError(f"'overlap_threshold' must lie in [0, 1], not {self.overlap_threshold}")
         if not (np.isfinite(self.fd_step) and self.fd_step > 0):
             raise QepValueError(f"'fd_step' must be a positive finite number, not {self.fd_step}")
+        if self.preparation_policy not in PREPARATION_POLICIES:
+            raise QepValueError(f"'preparation_policy' must be one of {PREPARATION_POLICIES}, "
+                                f"not {self.preparation_policy!r}")
         if self.max_halvings < 0:
             raise QepValueError(f"'max_halvings' must be ≥ 0, not {self.max_halvings}")
         Objective(kind=self.nudge, loss=self.loss, scale=self.loss_scale)
@@ -122,6 +135,7 @@ class GradientEstimate:
     outputs: np.ndarray
     state_kinds: tuple[str, ...] = ()
     per_sample: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 0)))
+    preparation_flags: tuple[dict, ...] = ()
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -130,6 +144,7 @@ class GradientEstimate:
             d[key] = np.asarray(d[key]).tolist()
         d["parameter_names"] = list(self.parameter_names)
         d["crossings"] = list(self.crossings)
+        d["preparation_flags"] = list(self.preparation_flags)
         return d
 
 
@@ -273,6 +288,10 @@ def _qep_sample(task: _SampleTask) -> dict:
         crossings.append(dict(sample=task.index, phase="free", kind="degenerate", gap=free.gap))
     if free.flagged:  # recorded, not dropped: no β can repair an uncertified free phase
         crossings.append(dict(sample=task.index, phase="free", kind="flagged", flags=list(free.info["flags"])))
+    weight, prep_flags = _preparation_weight(task.index, free, cfg.preparation_policy)
+    if weight == 0.0:  # "drop": no nudged phase is prepared, no shot spent on them
+        return dict(dropped=True, crossings=crossings, preparations=meter.preparations, y=meter.outputs(free),
+                    loss=objective_value(obj, h, free, task.target), kind=free.kind, preparation_flags=prep_flags)
     one_sided = cfg.estimator == "one-sided"
     signs = (1,) if one_sided else (1, -1)
     if one_sided:
@@ -320,7 +339,20 @@ def _qep_sample(task: _SampleTask) -> dict:
         se = np.sqrt(measured[1][1] ** 2 + measured[-1][1] ** 2) / (2 * beta)
     return dict(dropped=False, gradient=g, stderr=se, crossings=crossings, preparations=meter.preparations,
                 y=y, beta=beta, loss=objective_value(obj, h, free, task.target), kind=free.kind,
-                overlaps={str(s): float(o) for s, o in overlaps.items()})
+                overlaps={str(s): float(o) for s, o in overlaps.items()}, weight=weight,
+                preparation_flags=prep_flags)
+
+
+def _preparation_weight(index: int, free: EquilibriumState, policy: str) -> tuple[float, list[dict]]:
+    """(weight of the sample in the batch mean, its preparation-flag records) under ``policy``."""
+    flag = free.info.get("preparation_flag")
+    if not flag:
+        return 1.0, []
+    distance, threshold = float(flag["distance"]), float(flag["threshold"])
+    weight = {"keep": 1.0, "shrink": min(1.0, threshold / distance) if distance > 0 else 1.0, "drop": 0.0}[policy]
+    action = {"keep": "kept", "shrink": "shrunk", "drop": "dropped"}[policy]
+    return weight, [dict(sample=index, kind="preparation", distance=distance, threshold=threshold, weight=weight,
+                         action=action)]
 
 
 def _exact_sample(task: _SampleTask) -> dict:
@@ -409,8 +441,14 @@ def estimate_gradient(
     kept = [r for r in results if not r["dropped"]]
     if kept:
         per_sample = np.array([r["gradient"] for r in kept])
-        gradient = per_sample.mean(axis=0)
-        stderr = np.sqrt(np.sum([r["stderr"] ** 2 for r in kept], axis=0)) / len(kept)
+        weights = np.array([r.get("weight", 1.0) for r in kept])  # < 1: a flagged preparation, shrunk
+        if np.all(weights == 1.0):  # the plain mean, bit for bit as before
+            gradient = per_sample.mean(axis=0)
+            stderr = np.sqrt(np.sum([r["stderr"] ** 2 for r in kept], axis=0)) / len(kept)
+        else:
+            gradient = weights @ per_sample / weights.sum()
+            stderr = np.sqrt(np.sum([w**2 * r["stderr"] ** 2 for w, r in zip(weights, kept, strict=True)],
+                                    axis=0)) / weights.sum()
     else:
         per_sample = np.zeros((0, len(theta)))
         gradient, stderr = np.zeros(len(theta)), np.full(len(theta), np.inf)
@@ -429,4 +467,5 @@ def estimate_gradient(
         loss=float(np.mean([r["loss"] for r in results])),
         outputs=np.array([r["y"] for r in results]), per_sample=per_sample,
         state_kinds=tuple(sorted({r["kind"] for r in results})),
+        preparation_flags=tuple(f for r in results for f in r.get("preparation_flags", ())),
     )
