@@ -47,6 +47,12 @@ def _export(args) -> int:
     manifest = export_protocol(args.protocol, args.out_dir, force=args.force, drawings=not args.no_drawings)
     print(f"wrote {len(manifest['sequences'])} sequences for {manifest['device']['name']} to {args.out_dir} "
           f"(layout {manifest['register']['layout_seconds']:.2f} s)")
+    prep = manifest["preparation"]
+    print(f"ramp: {prep['schedule']}, {manifest['ramp']['duration_ns']} ns; "
+          + (f"estimated preparation error 1 - F: median {prep['median_infidelity']:.2g}, "
+             f"max {prep['max_infidelity']:.2g}; {len(prep['flagged'])} sample(s) flagged by the second-ramp check"
+             if prep["estimated"]
+             else prep["reason"]))
     bill = manifest["shot_bill"]
     print(f"shot bill: {bill['shots']:,} shots in {bill['jobs']:,} jobs"
           + (f" = {bill['hours']:,.1f} h, {bill['cost']:,.0f} {bill['currency']} ({bill['rate_source']})"
