@@ -44,7 +44,7 @@ from qep_analog.errors import QepValueError
 from qep_analog.models.hamiltonian import Hamiltonian
 from qep_analog.models.pauli import PauliSum
 
-EMULATORS = ("pulser", "krylov", "subspace", "trajectories")
+EMULATORS = ("pulser", "krylov", "subspace", "trajectories", "emu-mps")
 DEPHASE = ("none", "hold-pair")
 # Chosen by bench/adiabatic_qep.py (docs/adiabatic_qep.md): at 4 µs the median relative QEP-gradient error on
 # the classifier's samples and random qep_lab_device registers fell from 0.58 (cosine) to 0.05.
@@ -163,7 +163,7 @@ class AdiabaticBackend:
             raise QepValueError("the noise model has shot-to-shot noise: set 'n_trajectories' explicitly")
         if emulator == "trajectories" and not n_trajectories:
             raise QepValueError("emulator 'trajectories' needs 'n_trajectories' (quantum-jump trajectories)")
-        if emulator not in ("pulser", "trajectories") and (noise_model is not None or with_modulation):
+        if emulator not in ("pulser", "trajectories", "emu-mps") and (noise_model is not None or with_modulation):
             raise QepValueError(f"emulator {emulator!r} supports neither noise nor modulation; use 'pulser'")
         self._model_h = model.hamiltonian()
 
@@ -332,6 +332,10 @@ class AdiabaticBackend:
             from qep_analog.equilibrium.emulators.trajectory_prepare import prepare_trajectories
 
             return prepare_trajectories(self, hamiltonian, theta, xv, nudge)  # K vectors, no 4^N matrix
+        if self.emulator == "emu-mps":  # an MPS, no 2^N array (issue 13); energy from the mps backend's MPO
+            from qep_analog.equilibrium.emulators.emu_mps import prepare_emu_mps
+
+            return prepare_emu_mps(self, hamiltonian, theta, xv, nudge)
         state, seq, plan, more = self._prepared_state(theta, xv, nudge)
         extra = None if nudge is None else nudge.matrix(hamiltonian.n_qubits)
         h = hamiltonian.matrix(theta, xv, extra=extra)
