@@ -58,7 +58,7 @@ def test_sensor_hamiltonian_matches_the_device_model():
     task = _task(spec)
     point = np.array([2.0, 1.8])
     delta, _ = spec.controls(point)
-    positions = task.register(point, task.offsets_um)
+    positions = task.register(point, task.offsets)
     det = np.concatenate([np.zeros(3), task.detunings]) + delta
     model = RydbergModel(positions_um=positions, device=DEVICE, omega=spec.omega, detunings=det,
                          train_positions=False, trainable_detunings=())
@@ -68,20 +68,23 @@ def test_sensor_hamiltonian_matches_the_device_model():
     assert np.allclose(mine, theirs, atol=1e-9 * np.abs(theirs).max())
 
 
-def _task(spec: ChainSpec, *, beta: float = 0.01, shots=None, inputs=None, labels=None, train_positions=True):
+def _task(spec: ChainSpec, *, beta: float = 0.01, shots=None, inputs=None, labels=None, train_positions=True,
+          units: str = "um"):
     inputs = np.array([[2.5, 1.5], [3.0, 2.4], [0.5, 2.0]]) if inputs is None else inputs
     labels = np.array([1, 2, 0]) if labels is None else labels
-    return RydbergPhaseTask(chain=spec, device=DEVICE, offsets_um=[[-6.0, 0.0], [3.0, 6.5]], detunings=[0.4, -0.3],
+    offsets = [[-6.0, 0.0], [3.0, 6.5]] if units == "um" else [[-1.1, 0.3], [0.6, 1.1]]
+    return RydbergPhaseTask(chain=spec, device=DEVICE, offsets=offsets, offset_units=units, detunings=[0.4, -0.3],
                             backend=ExactBackend(), config=GradientConfig(estimator="symmetric", nudge="cost-operator",
                                                                           beta=beta, shots=shots),
                             inputs=inputs, labels=labels, test_inputs=inputs, test_labels=labels,
                             train_positions=train_positions)
 
 
-def test_qep_gradient_matches_finite_differences_of_the_cost():
+@pytest.mark.parametrize("units", ["spacing", "um"])
+def test_qep_gradient_matches_finite_differences_of_the_cost(units: str):
     """Symmetric QEP (DMM nudge, chain rule to the offsets) vs central FD of the mean exact ⟨Ĉ⟩, 3 + 2 atoms."""
     spec = ChainSpec(n_atoms=3, omega=1.6, c6=float(DEVICE.interaction_coeff), rb_range=(1.0, 2.2))
-    task = _task(spec)
+    task = _task(spec, units=units)
     theta = task.initial_theta(_config())
     batch = np.arange(3)
     qep = task.gradient(theta, batch, Draw(0, 0)).gradient
@@ -95,7 +98,8 @@ def test_qep_gradient_matches_finite_differences_of_the_cost():
     assert np.abs(fd[:4]).max() > 1e-4 and np.abs(fd[4:]).max() > 1e-3
     assert np.linalg.norm(qep - fd) < 1e-3 * np.linalg.norm(fd)
     # the bias of the symmetric estimator is O(β²)
-    errs = [np.linalg.norm(_task(spec, beta=b).gradient(theta, batch, Draw(0, 0)).gradient - fd) for b in (0.4, 0.2)]
+    errs = [np.linalg.norm(_task(spec, beta=b, units=units).gradient(theta, batch, Draw(0, 0)).gradient - fd)
+            for b in (0.4, 0.2)]
     assert 3.0 < errs[0] / errs[1] < 5.0
 
 
@@ -115,15 +119,16 @@ def test_frozen_positions_get_no_position_step():
     assert np.array_equal(moved[:4], theta[:4])
 
 
-def test_projection_keeps_every_register_within_the_device_limits():
+@pytest.mark.parametrize("units", ["spacing", "um"])
+def test_projection_keeps_every_register_within_the_device_limits(units: str):
     spec = ChainSpec(n_atoms=7, omega=1.6, c6=float(DEVICE.interaction_coeff))
-    task = _task(spec)
+    task = _task(spec, units=units)
+    scale = 1.0 if units == "um" else 1 / 5.0
     # on top of chain atom 0, on the chain's axis, on each other, far outside the radius; detunings beyond the DMM
-    for offsets in ([[0.5, 0.0], [0.5, 0.1]], [[20.0, 1.0], [30.0, -1.0]], [[-200.0, 0.0], [-6.0, 0.0]]):
-        theta = task.project(task.theta_of(offsets, [100.0, -100.0]))
+    for offsets in ([[0.5, 0.0], [0.5, 0.1]], [[20.0, 1.0], [30.0, -1.0]], [[-200.0, 0.0], [-6.0, 0.0]],
+                    [[7.5, 0.2], [12.4, -0.1]]):
+        theta = task.project(task.theta_of(np.array(offsets) * scale, [100.0, -100.0]))
         task.check_registers(theta)  # raises on any violation at either end of the spacing range
-        off = theta[:4].reshape(2, 2)
-        assert np.linalg.norm(off[0] - off[1]) >= DEVICE.min_atom_distance
         det = theta[4:]
         assert max(det.max(), 0) - min(det.min(), 0) <= 2 * np.pi * 10 + 1e-9  # DMM bottom of WeightedAnalogDevice
 
@@ -140,16 +145,16 @@ def test_scores_are_max_choice_and_single_shot():
 def test_bad_sensors_are_refused():
     spec = ChainSpec(n_atoms=3, omega=1.6, c6=float(DEVICE.interaction_coeff))
     with pytest.raises(QepValueError, match="DMM"):
-        RydbergPhaseTask(chain=spec, device=load_device("AnalogDevice"), offsets_um=[[-6, 0], [3, 6]],
+        RydbergPhaseTask(chain=spec, device=load_device("AnalogDevice"), offsets=[[-6, 0], [3, 6]], offset_units="um",
                          detunings=[0, 0], backend=ExactBackend(),
                          config=GradientConfig(estimator="symmetric", nudge="cost-operator"),
                          inputs=[[1.0, 1.5]], labels=[0])
     with pytest.raises(QepValueError, match="2 atoms"):
-        RydbergPhaseTask(chain=spec, device=DEVICE, offsets_um=[[-6, 0]], detunings=[0], backend=ExactBackend(),
+        RydbergPhaseTask(chain=spec, device=DEVICE, offsets=[[-6, 0]], detunings=[0], backend=ExactBackend(),
                          config=GradientConfig(estimator="symmetric", nudge="cost-operator"),
                          inputs=[[1.0, 1.5]], labels=[0])
     with pytest.raises(QepValueError, match="cost-operator"):
-        RydbergPhaseTask(chain=spec, device=DEVICE, offsets_um=[[-6, 0], [3, 6]], detunings=[0, 0],
+        RydbergPhaseTask(chain=spec, device=DEVICE, offsets=[[-6, 0], [3, 6]], offset_units="um", detunings=[0, 0],
                          backend=ExactBackend(), config=GradientConfig(), inputs=[[1.0, 1.5]], labels=[0])
     with pytest.raises(QepValueError, match="n_atoms"):
         ChainSpec(n_atoms=40)

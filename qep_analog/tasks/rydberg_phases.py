@@ -2,19 +2,23 @@
 
 The Wanjura–Marquardt phase sensor (PHYSICS.md §2) with system and sensor both Rydberg atoms.
 For a sample (Δ/Ω, R_b/a) the register is the chain of :mod:`qep_analog.tasks.rydberg_chain`
-(N atoms at spacing a, centred on the origin) plus two sensor atoms s = A, B at the trainable offsets
-o_s (µm) from chain atom 0. The whole register obeys (pulser's convention, ħ = 1, rad/µs, µm):
+(N atoms at spacing a, centred on the origin) plus two sensor atoms s = A, B at trainable offsets
+from chain atom 0: r_s = r_0 + a u_s with u_s in units of the spacing (``sensor_units = "spacing"``,
+the default: the sensor sits on the chain's own lattice and sees the chain in units of R_b/a), or
+r_s = r_0 + o_s with o_s in µm (``"um"``: a placement that does not follow the spacing). The whole
+register obeys (pulser's convention, ħ = 1, rad/µs, µm):
 
     H = Σ_i (Ω/2) X_i − Δ Σ_i n_i − Σ_s δ_s n_s + Σ_{i<j} C6/|r_i − r_j|⁶ n_i n_j
 
 with the device's C6 and its DMM realising the sensor's local detunings δ_s. Sensor and chain
 couple only through the van der Waals n_i n_j terms (Z-type: no other coupling exists between atoms).
 
-Trainable θ = (o_A, o_B, δ_A, δ_B): offsets in group ``positions`` (µm), detunings in group
-``detunings`` (rad/µs). Offsets are projected after each step on the region where *every* sample's
-register satisfies the device limits (:meth:`RydbergPhaseTask.project`): at least the minimum
-spacing from chain atom 0, from the segment the other chain atoms sweep as a varies, and from each
-other, and inside the radial limit at both ends of the spacing range.
+Trainable θ = (u_A, u_B, δ_A, δ_B) (or o_s): offsets in group ``positions``, detunings in group
+``detunings`` (rad/µs); ∂L/∂u_s = a ∂L/∂r_s per sample. Offsets are projected after each step on the
+region where *every* sample's register satisfies the device limits (:meth:`RydbergPhaseTask.project`):
+at least the minimum spacing from every chain atom at every spacing a of the box and from each other,
+and inside the radial limit at both ends of the spacing range; detunings within the channel's |δ| for
+every Δ of the box and within the DMM's span.
 
 Outputs: the sensor's Z outcomes. Three of its four outcomes name the phases (as in the paper):
 (g, g) = disordered, (r, g) = Z2, (g, r) = Z3; (r, r) names none. The trained objective is the
@@ -136,12 +140,12 @@ class RydbergPhaseTask:
     """The sensor as a task of the one driver (see the module docstring).
 
     ``inputs`` are points (Δ/Ω, R_b/a); ``labels`` phase indices into :data:`PHASES`.
-    ``offsets_um`` (2 × 2, from chain atom 0) and ``detunings`` (2, rad/µs) are the initial sensor.
+    ``offsets`` (2 × 2, from chain atom 0) and ``detunings`` (2, rad/µs) are the initial sensor.
     """
 
     chain: ChainSpec
     device: object
-    offsets_um: np.ndarray
+    offsets: np.ndarray
     detunings: np.ndarray
     backend: EquilibriumBackend
     config: GradientConfig
@@ -150,6 +154,7 @@ class RydbergPhaseTask:
     test_inputs: np.ndarray | None = None
     test_labels: np.ndarray | None = None
     train_positions: bool = True
+    offset_units: str = "spacing"
     evaluate_initial: bool = True
     executor: Executor | None = None
     _limits: dict = field(init=False, repr=False)
@@ -157,18 +162,20 @@ class RydbergPhaseTask:
     def __post_init__(self) -> None:
         from qep_analog.device.devices import global_channel
 
+        if self.offset_units not in ("spacing", "um"):
+            raise QepValueError(f"'chain.sensor_units' must be 'spacing' or 'um', not {self.offset_units!r}")
         if self.config.nudge != "cost-operator" or self.config.estimator != "symmetric":
             raise QepValueError("the Rydberg phase sensor runs symmetric cost-operator QEP (gradient.nudge = "
                                 "'cost-operator', gradient.estimator = 'symmetric'): its nudge is a DMM detuning")
         if not self.device.dmm_channels:
             raise QepValueError(f"the Rydberg phase sensor needs local detunings (a DMM); device "
                                 f"{self.device.name!r} has none")
-        self.offsets_um = np.asarray(self.offsets_um, dtype=float).reshape(-1, 2)
+        self.offsets = np.asarray(self.offsets, dtype=float).reshape(-1, 2)
         self.detunings = np.asarray(self.detunings, dtype=float).reshape(-1)
-        if self.offsets_um.shape != (N_SENSOR, 2) or self.detunings.shape != (N_SENSOR,):
-            raise QepValueError(f"the sensor has {N_SENSOR} atoms: 'device.positions_um' must be {N_SENSOR} "
+        if self.offsets.shape != (N_SENSOR, 2) or self.detunings.shape != (N_SENSOR,):
+            raise QepValueError(f"the sensor has {N_SENSOR} atoms: 'chain.sensor_offsets' must be {N_SENSOR} "
                                 f"[x, y] offsets and 'device.detunings' {N_SENSOR} values, not "
-                                f"{self.offsets_um.tolist()} and {self.detunings.tolist()}")
+                                f"{self.offsets.tolist()} and {self.detunings.tolist()}")
         self.inputs = np.atleast_2d(np.asarray(self.inputs, dtype=float))
         self.labels = np.asarray(self.labels, dtype=int).reshape(-1)
         if len(self.inputs) != len(self.labels):
@@ -183,8 +190,8 @@ class RydbergPhaseTask:
         if omega_max is not None and self.chain.omega > omega_max:
             raise QepValueError(f"'device.omega' = {self.chain.omega:g} rad/µs exceeds the global channel's "
                                 f"max_amp = {omega_max:.4g} rad/µs of {self.device.name}")
-        self.offsets_um, self.detunings = self._project(self.offsets_um, self.detunings)
-        self.check_registers(self.theta_of(self.offsets_um, self.detunings))
+        self.offsets, self.detunings = self._project(self.offsets, self.detunings)
+        self.check_registers(self.theta_of(self.offsets, self.detunings))
 
     # -------------------------------------------------------------- parameters
     @property
@@ -200,13 +207,13 @@ class RydbergPhaseTask:
 
     def initial_theta(self, config: TrainingConfig) -> np.ndarray:
         if config.theta0 is not None:
-            raise QepValueError("'training.theta0' does not apply to the Rydberg phase sensor: set [device] "
-                                "positions_um (sensor offsets) and detunings")
-        return self.theta_of(self.offsets_um, self.detunings)
+            raise QepValueError("'training.theta0' does not apply to the Rydberg phase sensor: set "
+                                "'chain.sensor_offsets' and 'device.detunings'")
+        return self.theta_of(self.offsets, self.detunings)
 
     @staticmethod
-    def theta_of(offsets_um, detunings) -> np.ndarray:
-        return np.concatenate([np.asarray(offsets_um, dtype=float).ravel(), np.asarray(detunings, dtype=float)])
+    def theta_of(offsets, detunings) -> np.ndarray:
+        return np.concatenate([np.asarray(offsets, dtype=float).ravel(), np.asarray(detunings, dtype=float)])
 
     @staticmethod
     def split(theta) -> tuple[np.ndarray, np.ndarray]:
@@ -218,11 +225,12 @@ class RydbergPhaseTask:
         return sensor_hamiltonian(self.chain.n_atoms)
 
     # -------------------------------------------------------------- registers
-    def register(self, point, offsets_um) -> np.ndarray:
+    def register(self, point, offsets) -> np.ndarray:
         """(N + 2, 2) positions: the chain at the sample's spacing, then the sensor at chain atom 0 + offsets."""
         _, spacing = self.chain.controls(point)
         chain = self.chain.positions(spacing)
-        return np.vstack([chain, chain[0] + np.asarray(offsets_um, dtype=float)])
+        scale = spacing if self.offset_units == "spacing" else 1.0
+        return np.vstack([chain, chain[0] + scale * np.asarray(offsets, dtype=float)])
 
     def sample_theta(self, positions_um: np.ndarray, detunings) -> np.ndarray:
         """θ of :attr:`hamiltonian` for one register: (δ_A, δ_B, J_ij of every pair) in parameter order."""
@@ -267,34 +275,55 @@ class RydbergPhaseTask:
             if span > -lim["dmm_bottom"]:
                 det = det * (-lim["dmm_bottom"] / span)
         off = np.array(offsets, dtype=float)
-        dmin = lim["min_distance_um"] * (1 + 1e-6)
         a_lo, a_hi = self.chain.spacing_range_um
-        seg = (a_lo, (self.chain.n_atoms - 1) * a_hi)  # x range swept by chain atoms 1 … N − 1
+        last = self.chain.n_atoms - 1
         rmax = lim["max_radius_um"]
-        x0 = [-(self.chain.n_atoms - 1) * a / 2 for a in (a_lo, a_hi)]  # chain atom 0 at both ends
+        if self.offset_units == "spacing":  # chain atoms sit at u = 0 … N − 1 for every a; µm = u · a
+            dmin = lim["min_distance_um"] / a_lo * (1 + 1e-6)
+            ends = (0.0, float(last))
+
+            def centres(x):
+                return (float(np.floor(x)), float(np.ceil(x)))
+
+            def inside(u):  # |a (u − c)| ≤ rmax binds at the largest spacing
+                c = np.array([last / 2, 0.0])
+                r = float(np.linalg.norm(u - c)) * a_hi
+                return u if rmax is None or r <= rmax else c + (u - c) * (rmax * (1 - 1e-9) / r)
+        else:  # µm from chain atom 0; atoms 1 … N − 1 sweep the segment [a_lo, (N − 1) a_hi] as a varies
+            dmin = lim["min_distance_um"] * (1 + 1e-6)
+            seg = (a_lo, last * a_hi)
+            ends = (0.0, seg[1])
+
+            def centres(x):
+                return (0.0, float(np.clip(x, *seg)))
+
+            def inside(o):
+                for a in (a_lo, a_hi):
+                    shift = np.array([-last * a / 2, 0.0])
+                    r = float(np.linalg.norm(o + shift))
+                    if rmax is not None and r > rmax:
+                        o = (o + shift) * (rmax * (1 - 1e-9) / r) - shift
+                return o
         for _ in range(max_iter):
             moved = False
             for s in range(len(off)):
                 x, y = off[s]
-                if 0.0 <= x <= seg[1]:  # beside the chain: step away from its axis (atom 0 or the swept segment)
-                    need = max(np.sqrt(max(dmin**2 - (x - cx) ** 2, 0.0)) for cx in (0.0, np.clip(x, *seg)))
+                if ends[0] <= x <= ends[1]:  # beside the chain: step away from its axis
+                    need = max(np.sqrt(max(dmin**2 - (x - cx) ** 2, 0.0)) for cx in centres(x))
                     if abs(y) < need:
                         off[s, 1] = need if y >= 0 else -need
                         moved = True
-                else:  # beyond either end: step radially away from the end
-                    centre = np.array([0.0 if x < 0 else seg[1], 0.0])
+                else:  # beyond either end: step radially away from the end atom
+                    centre = np.array([ends[0] if x < ends[0] else ends[1], 0.0])
                     d = off[s] - centre
                     dist = float(np.linalg.norm(d))
                     if dist < dmin:
                         off[s] = centre + dmin * d / dist
                         moved = True
-                if rmax is not None:
-                    for x in x0:
-                        p = off[s] + np.array([x, 0.0])
-                        r = float(np.linalg.norm(p))
-                        if r > rmax:
-                            off[s] = p * (rmax * (1 - 1e-9) / r) - np.array([x, 0.0])
-                            moved = True
+                kept = inside(off[s].copy())
+                if not np.array_equal(kept, off[s]):
+                    off[s] = kept
+                    moved = True
             d = off[0] - off[1]
             dist = float(np.linalg.norm(d))
             if dist < dmin:
@@ -310,7 +339,7 @@ class RydbergPhaseTask:
     def project(self, theta: np.ndarray) -> np.ndarray:
         offsets, detunings = self.split(theta)
         if not self.train_positions:
-            offsets = self.offsets_um
+            offsets = self.offsets
         off, det = self._project(offsets, detunings)
         theta = self.theta_of(off, det)
         self.check_registers(theta)
@@ -330,8 +359,10 @@ class RydbergPhaseTask:
         results = (self.executor or SerialExecutor()).map(_sample_gradient, jobs)
         kept = [r for r in results if not r["dropped"]]
         grad = np.zeros(6)
-        if kept:
-            grad[:4] = np.mean([r["positions"] for r in kept], axis=0).ravel()
+        if kept:  # offsets in units of a: ∂L/∂u = a ∂L/∂r
+            scale = [self.chain.controls(self.inputs[i])[1] if self.offset_units == "spacing" else 1.0 for i in batch]
+            grad[:4] = np.mean([w * r["positions"] for w, r in zip(scale, results, strict=True) if not r["dropped"]],
+                               axis=0).ravel()
             grad[4:] = np.mean([r["detunings"] for r in kept], axis=0)
         if not self.train_positions:
             grad[:4] = 0.0
@@ -392,13 +423,15 @@ def detuning_only_baseline(train_inputs, train_labels, test_inputs, test_labels,
 
 # ----------------------------------------------------------------------------- protocol
 CHAIN_KEYS = {"n_atoms": (int,), "detuning_over_omega": (list,), "rb_over_a": (list,), "z2_threshold": (int, float),
-              "z3_threshold": (int, float)}
-_SENSOR_DEVICE_KEYS = ("name", "positions_um", "omega", "detunings", "train_positions", "position_learning_rate")
+              "z3_threshold": (int, float), "sensor_offsets": (list,), "sensor_units": (str,)}
+_SENSOR_DEVICE_KEYS = ("name", "omega", "detunings", "train_positions", "position_learning_rate")
 
 
 def validate_chain_section(section) -> None:
     """The ``[chain]`` section: ``n_atoms``, ``detuning_over_omega`` and ``rb_over_a`` ([low, high]),
-    ``z2_threshold``, ``z3_threshold`` (see :class:`~qep_analog.tasks.rydberg_chain.ChainSpec`)."""
+    ``z2_threshold``, ``z3_threshold`` (see :class:`~qep_analog.tasks.rydberg_chain.ChainSpec`), and the
+    sensor's initial ``sensor_offsets`` ([[x_A, y_A], [x_B, y_B]] from chain atom 0) in ``sensor_units``
+    ("spacing": units of the chain spacing a, the default; "um": µm)."""
     if not isinstance(section, dict):
         raise QepValueError("[chain] must be a table")
     for key, value in section.items():
@@ -406,9 +439,13 @@ def validate_chain_section(section) -> None:
             raise QepValueError(f"unknown key 'chain.{key}'; allowed: {sorted(CHAIN_KEYS)}")
         if isinstance(value, bool) or not isinstance(value, CHAIN_KEYS[key]):
             raise QepValueError(f"'chain.{key}' has the wrong type: {value!r}")
-        if isinstance(value, list) and (len(value) != 2 or not all(
+        if key in ("detuning_over_omega", "rb_over_a") and (len(value) != 2 or not all(
                 isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in value)):
             raise QepValueError(f"'chain.{key}' must be [low, high], not {value!r}")
+        if key == "sensor_offsets" and not all(
+                isinstance(row, list) and len(row) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                                and abs(v) < 1e3 for v in row) for row in value):
+            raise QepValueError(f"'chain.sensor_offsets' must be [[x, y], …] with |x|, |y| < 1000, not {value!r}")
 
 
 def chain_spec(protocol, device) -> ChainSpec:
@@ -460,7 +497,9 @@ def run_rydberg_phases(ctx) -> dict:
     device = load_device(dev.get("name", "WeightedAnalogDevice"))
     spec = chain_spec(ctx.protocol, device)
     x_train, y_train, x_test, y_test, _ = _data(ctx, spec)
-    task = RydbergPhaseTask(chain=spec, device=device, offsets_um=dev.get("positions_um", [[-6.0, 0.0], [3.0, 6.0]]),
+    chain = ctx.protocol.section("chain")
+    task = RydbergPhaseTask(chain=spec, device=device, offsets=chain.get("sensor_offsets", [[-1.0, 0.0], [1.0, 1.0]]),
+                            offset_units=chain.get("sensor_units", "spacing"),
                             detunings=dev.get("detunings", [0.0, 0.0]), backend=build_backend(ctx.protocol),
                             config=build_gradient_config(ctx.protocol), inputs=x_train, labels=y_train,
                             test_inputs=x_test, test_labels=y_test,
@@ -490,8 +529,8 @@ def run_rydberg_phases(ctx) -> dict:
                      "outcome_probabilities": probs.tolist(), "labels": exact.tolist(), "order": order.tolist(),
                      "phases": list(PHASES), "outcomes": list(OUTCOMES), "n_chain": spec.n_atoms,
                      "thresholds": [spec.z2_threshold, spec.z3_threshold],
-                     "sensor_offsets_um": offsets.tolist(), "sensor_detunings": detunings.tolist(),
-                     "initial_offsets_um": task.offsets_um.tolist(),
+                     "sensor_offsets": offsets.tolist(), "sensor_detunings": detunings.tolist(),
+                     "sensor_units": task.offset_units, "initial_offsets": task.offsets.tolist(),
                      "test_inputs": x_test.tolist(), "test_labels": y_test.tolist()}}
 
 

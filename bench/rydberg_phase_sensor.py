@@ -1,0 +1,140 @@
+"""Rydberg phase sensor study (issue 17 part 1): seeds × variants of protocols/rydberg_phase_sensor.toml --full.
+
+Each run is ``qep-analog train protocols/rydberg_phase_sensor.toml --full --seed S`` plus the variant's
+``--set`` flags, launched under the shared CPU lock (``flock /tmp/qep_cpu.lock``, one lock per run) and
+skipped when its ``results.json`` exists (the study resumes). Variants:
+
+* ``trained``   positions (in units of the chain spacing) and DMM detunings trained, 100 shots per phase;
+* ``exact``     the same with exact expectation values (no shot noise; a temporary copy without ``shots``);
+* ``frozen``    positions frozen at the initial placement, detunings trained (what training the geometry adds);
+* ``decoupled`` the sensor moved 5.5 spacings away from the chain (couplings ≤ 2 % of Ω), positions frozen:
+                a sensor that sees Δ/Ω but not the chain (what the chain coupling contributes);
+* ``um``        offsets fixed in µm instead of following the spacing (what the lattice-locked geometry adds).
+
+Prints mean ± std over seeds of the max-choice and single-shot test accuracy (the data set and its 200 test
+points are fixed by ``data.seed``; seeds vary batches and shots), the ratios to the ``decoupled`` sensor of the
+same study and to the Δ/Ω-only majority baseline, and writes the phase map of the first seed of ``trained``
+with the label boundaries at N = 7 and at the other chain lengths given (``--sizes``), as a PNG.
+
+    python bench/rydberg_phase_sensor.py --out /tmp/rps --seeds 1 2 3 4 5 --png bench/results/rydberg_phase_sensor.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+PROTOCOL = ROOT / "protocols" / "rydberg_phase_sensor.toml"
+VARIANTS = {
+    "trained": [],
+    "exact": [],
+    "frozen": ["device.train_positions=false"],
+    "decoupled": ["device.train_positions=false", "chain.sensor_offsets=[[2.5, 5.5], [3.5, 5.5]]"],
+    "um": ['chain.sensor_units="um"', "chain.sensor_offsets=[[-12.6, 0.0], [-18.2, 5.6]]",
+           "device.position_learning_rate=0.35"],
+}
+
+
+def run(variant: str, seed: int, out: Path, lock: str | None) -> dict:
+    target = out / f"{variant}_s{seed}"
+    if not (target / "results.json").is_file():
+        protocol = PROTOCOL
+        if variant == "exact":
+            protocol = out / "exact.toml"
+            protocol.write_text("\n".join(line for line in PROTOCOL.read_text().splitlines()
+                                          if not line.startswith("shots")) + "\n")
+        cmd = [sys.executable, "-m", "qep_analog.cli", "train", str(protocol), "--full", "--seed", str(seed),
+               "--out", str(target), "--no-progress"]
+        for item in VARIANTS[variant]:
+            cmd += ["--set", item]
+        if lock:
+            cmd = ["flock", lock, *cmd]
+        start = time.perf_counter()
+        subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+        print(f"  {variant} seed {seed}: {time.perf_counter() - start:.0f} s (incl. waiting for the lock)", flush=True)
+    return json.loads((target / "results.json").read_text())
+
+
+def summary(values: list[float]) -> str:
+    return f"{np.mean(values):.3f} ± {np.std(values, ddof=1) if len(values) > 1 else 0.0:.3f}"
+
+
+def boundary_grid(results: dict, n_atoms: int) -> np.ndarray:
+    """Labels at chain length ``n_atoms`` on the plot grid of a run (same Ω, C6, thresholds)."""
+    from qep_analog.tasks.rydberg_chain import ChainSpec, chain_labels
+
+    p, f = results["plot"], results["final"]
+    spec = ChainSpec(n_atoms=n_atoms, omega=results["config"]["device"]["omega"],
+                     c6=f["blockade_radius_um"] ** 6 * results["config"]["device"]["omega"],
+                     z2_threshold=p["thresholds"][0], z3_threshold=p["thresholds"][1])
+    grid = [[d, r] for r in p["rb_over_a"] for d in p["detuning_over_omega"]]
+    return chain_labels(spec, grid).reshape(len(p["rb_over_a"]), len(p["detuning_over_omega"]))
+
+
+def figure(results: dict, sizes: list[int], png: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from qep_analog.tasks.rydberg_phases import phase_map_figure
+
+    fig = phase_map_figure(results)
+    ax = fig.axes[0]
+    p = results["plot"]
+    d, r = np.array(p["detuning_over_omega"]), np.array(p["rb_over_a"])
+    styles = ["--", "-.", (0, (1, 1))]
+    for k, n in enumerate(sizes):
+        labels = boundary_grid(results, n)
+        cs = ax.contour(d, r, labels, levels=[0.5, 1.5], colors="tab:red", linewidths=1.0,
+                        linestyles=[styles[k % 3]])
+        ax.clabel(cs, fmt=f"N={n}", fontsize=6)
+    test = np.array(p["test_inputs"])
+    ax.scatter(test[:, 0], test[:, 1], s=3, c="k", alpha=0.4)
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=130, bbox_inches="tight")
+    print(f"wrote {png}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("/tmp/rydberg_phase_sensor"))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--lock", default="/tmp/qep_cpu.lock", help="flock file per run ('' for none)")
+    parser.add_argument("--png", type=Path, default=None)
+    parser.add_argument("--sizes", type=int, nargs="*", default=[9, 10], help="chain lengths for boundary contours")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    table = {}
+    for variant in args.variants:
+        table[variant] = [run(variant, s, args.out, args.lock or None) for s in args.seeds]
+    ref = table.get("decoupled")
+    ref_acc = np.mean([r["final"]["test_accuracy"] for r in ref]) if ref else float("nan")
+    print(f"\n{len(args.seeds)} seeds {args.seeds}; test points per run: "
+          f"{len(table[args.variants[0]][0]['plot']['test_labels'])}")
+    print("| variant | max-choice | single-shot | initial max-choice | Δ/Ω-only baseline | ratio to decoupled "
+          "| preparations | wall s |")
+    print("|---|---|---|---|---|---|---|---|")
+    for variant, runs in table.items():
+        acc = [r["final"]["test_accuracy"] for r in runs]
+        single = [r["final"]["test_single_shot_accuracy"] for r in runs]
+        init = [r["final"]["initial_test_accuracy"] for r in runs]
+        base = runs[0]["final"]["detuning_only_baseline"]
+        preps = runs[0]["final"].get("preparations")
+        wall = np.mean([r.get("wall_time_s", np.nan) for r in runs])
+        print(f"| {variant} | {summary(acc)} | {summary(single)} | {summary(init)} | {base:.3f} | "
+              f"{np.mean(acc) / ref_acc:.2f} | {preps if preps is not None else '—'} | {wall:.0f} |")
+        per_seed = " ".join(f"{a:.3f}" for a in acc), " ".join(f"{a:.3f}" for a in single)
+        print(f"|   per seed | {per_seed[0]} | {per_seed[1]} | | | | | |")
+    if args.png is not None and "trained" in table:
+        figure(table["trained"][0], args.sizes, args.png)
+
+
+if __name__ == "__main__":
+    main()
