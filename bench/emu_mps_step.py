@@ -94,7 +94,8 @@ def main() -> None:
         fid = [abs(np.vdot(k.state, e.to_dense())) ** 2 for (_, _, k), (_, _, e) in zip(ref["log"], emu["log"],
                                                                                          strict=True)]
         g_ref, g_emu = ref["gradient"], emu["gradient"]
-        print(f"  step: krylov {ref['total']:.1f} s, emu-mps {emu['total']:.1f} s (ratio {emu['total'] / ref['total']:.1f})"
+        ratio = emu["total"] / ref["total"]
+        print(f"  step: krylov {ref['total']:.1f} s, emu-mps {emu['total']:.1f} s (ratio {ratio:.1f})"
               f"   1 − F per phase {', '.join(f'{1 - f:.1e}' for f in fid)}   QEP gradient ‖Δg‖/‖g‖ = "
               f"{np.linalg.norm(g_emu - g_ref) / np.linalg.norm(g_ref):.1e}", flush=True)
     for n in sizes:
