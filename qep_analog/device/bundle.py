@@ -63,6 +63,7 @@ from qep_analog.equilibrium.schedules import DEFAULT_BOUNDARY, DEFAULT_POINTS, G
 from qep_analog.errors import QepValueError
 from qep_analog.learning.objectives import Objective
 from qep_analog.measurement.estimate import estimate_products
+from qep_analog.measurement.observables import derivative_structure
 from qep_analog.measurement.sampling import ReadoutError, counts_to_bits
 from qep_analog.models.pauli import PauliProduct
 
@@ -534,8 +535,8 @@ def write_bundle(spec: dict, out_dir: str | Path, *, step: int = 0, force: bool 
         register, layout_seconds = model.register_with_layout()
     h = model.hamiltonian()
     theta = model.theta()
-    table, coef = h.derivative_map
-    observables = sorted({str(p) for p in table.products} | {f"n{ell}" for ell in model.output_atoms})
+    products, coef = derivative_structure(h)  # no 2^N table: any register size
+    observables = sorted({str(p) for p in products} | {f"n{ell}" for ell in model.output_atoms})
     entries, texts, free_seq = [], {}, None
     from tqdm.auto import tqdm
 
@@ -601,7 +602,7 @@ def write_bundle(spec: dict, out_dir: str | Path, *, step: int = 0, force: bool 
         "sequences": entries,
         "gradient_rule": {
             "estimator": "g_k = mean_samples (<A_k>_plus - <A_k>_minus) / (2 beta)",
-            "derivatives": {name: [[float(c), str(p)] for c, p in zip(coef[i], table.products, strict=True) if c]
+            "derivatives": {name: [[float(c), str(p)] for c, p in zip(coef[i], products, strict=True) if c]
                             for i, name in enumerate(h.parameter_names)},
             "positions": "dL/dr_i = sum_j dL/dJ_ij * (-6 C6 (r_i - r_j) / |r_i - r_j|^8)",
             "update": "theta <- project(theta - learning_rate * g); positions <- project(positions - "
@@ -865,7 +866,7 @@ def gradient_from_bits(manifest: dict, bits: dict[str, np.ndarray], readout=None
     h = model.hamiltonian()
     if list(h.parameter_names) != manifest["parameters"]["names"]:
         raise QepValueError("manifest parameters do not match its model")
-    table, coef = h.derivative_map
+    products, coef = derivative_structure(h)  # no 2^N table: any register size
     by_sample: dict[int, dict] = {}
     for entry in manifest["sequences"]:
         by_sample.setdefault(entry["sample"], {})[entry["phase"]] = entry
@@ -875,8 +876,8 @@ def gradient_from_bits(manifest: dict, bits: dict[str, np.ndarray], readout=None
         if set(phases) != set(PHASES):
             raise QepValueError(f"sample {k} lacks phases {sorted(set(PHASES) - set(phases))}")
         beta = phases["plus"]["beta"]
-        m_plus, s_plus = estimate_products(bits[phases["plus"]["id"]], table.products, readout)
-        m_minus, s_minus = estimate_products(bits[phases["minus"]["id"]], table.products, readout)
+        m_plus, s_plus = estimate_products(bits[phases["plus"]["id"]], products, readout)
+        m_minus, s_minus = estimate_products(bits[phases["minus"]["id"]], products, readout)
         grads.append(coef @ (m_plus - m_minus) / (2 * beta))
         variances.append((coef**2) @ (s_plus**2 + s_minus**2) / (2 * beta) ** 2)
         t = np.asarray(phases["free"]["target"])

@@ -102,6 +102,10 @@ class MPSBackend:
                 raise QepValueError(f"'positions_um' must be a finite (N, 2) array, not shape {pos.shape}")
             object.__setattr__(self, "positions_um", tuple(map(tuple, pos.tolist())))
 
+    def with_model(self, model) -> MPSBackend:
+        """The same backend for a model with moved atoms (the snake order follows its positions)."""
+        return dataclasses.replace(self, model=model, positions_um=getattr(model, "positions_um", None))
+
     # ------------------------------------------------------------------ lowering
     def site_order(self, hamiltonian: Hamiltonian, weights: np.ndarray) -> tuple[list[int], str]:
         """(qubit on each MPS site, how the order was chosen), fixed per model structure (cached)."""

@@ -70,6 +70,8 @@ def _backend(ctx: RunContext, spec: dict, model):
         options.update({k: v for k, v in ramp.items() if k != "shape"}, schedule=ramp["shape"])
         options.pop("shape", None)
         return get_backend(name, model=model, **options)
+    if name == "mps":  # large registers (issue 13): the register's snake order and the backend's own options
+        return get_backend(name, model=model, **options)
     if options:
         ctx.notes.append(f"backend {name!r}: the adiabatic options {sorted(options)} are ignored")
     return get_backend(name)
