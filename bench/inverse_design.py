@@ -231,10 +231,15 @@ def main(argv=None) -> None:
                          "array with --fd-shots, --seeds, --max-steps)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", default=str(RESULTS / "inverse_design"))
+    ap.add_argument("--merge", nargs="+", default=None, metavar="JSON",
+                    help="no runs: combine these result files into --out.json/.png and print the table")
     args = ap.parse_args(argv)
+    if args.merge:
+        merge(args.merge, args.out)
+        return
     common = dict(beta=args.beta, fd_step_um=args.fd_step_um, fd_step_detuning=args.fd_step_detuning, lr=args.lr,
                   lr_positions=args.lr_positions)
-    results = {"args": vars(args), "configs": {}}
+    results = {"configs": {}}
     started = time.time()
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
         refs = dict(zip(args.configs, pool.map(run, [dict(common, config=c, method="qep", shots=None, seed=0,
@@ -252,47 +257,65 @@ def main(argv=None) -> None:
         jobs.sort(key=lambda j: -(CONFIGS[j["config"]][0] == "36") * 1e6
                   - (j["method"] == "fd") * (2 * len(CONFIGS[j["config"]][1]) + len(CONFIGS[j["config"]][2])))
         done = list(pool.map(run, jobs))
-    print(f"\nInverse design, checkerboard (Z2) target on qep_lab_device; β = {args.beta}, learning rate {args.lr} "
-          f"(positions {args.lr_positions}), FD steps h = {args.fd_step_um} µm / {args.fd_step_detuning} rad/µs; "
-          f"target c* = c0 − {args.fraction}·(c0 − c_ref), c_ref = noiseless QEP after {args.ref_steps} steps; "
-          f"≤ {args.max_steps} steps; seeds {args.seeds}; wall {time.time() - started:.0f} s\n")
+    for c in args.configs:
+        ref = refs[c]
+        runs = [r for r in done if r["config"] == c]
+        target = ref["cost"][0] - args.fraction * (ref["cost"][0] - ref["cost"][-1])
+        results["configs"][c] = {"parameters": ref["parameters"], "atoms": ref["atoms"], "target": target,
+                                 "reference": ref, "runs": runs, "args": vars(args),
+                                 "wall_s": time.time() - started}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    Path(f"{out}.json").write_text(json.dumps(results, indent=1, default=float))
+    report(results, out)
+
+
+def report(results: dict, out: Path) -> None:
+    """Print the table (best M of each method per array) and write ``out``.png."""
+    print("\nInverse design, checkerboard (Z2) target on qep_lab_device (per array: β, learning rates, FD steps h, "
+          "target c* = c0 − fraction·(c0 − c_ref) with c_ref the noiseless-QEP cost after ref-steps; see the json)\n")
     head = ("| P | atoms | backend | c0 → c* (Z2 order m*) | QEP shots/step | FD shots/step | sequence ratio (2P+1)/3 "
             "| QEP shots to c* (best M) | FD shots to c* (best M) | measured FD/QEP |")
     print(head)
     print("|---" * (head.count("|") - 1) + "|")
-    for c in args.configs:
-        ref = refs[c]
-        runs = [r for r in done if r["config"] == c and "error" not in r]
-        for r in done:
-            if r["config"] == c and "error" in r:
-                print(f"    {c} {r['method']} M={r['shots']} seed {r['seed']}: FAILED {r['error']}")
-        target = runs[0]["target"]
+    details = []
+    for c, entry in results["configs"].items():
+        ref, target = entry["reference"], entry["target"]
+        runs = [r for r in entry["runs"] if "error" not in r]
+        details += [f"    {c} {r['method']} M={r['shots']} seed {r['seed']}: FAILED {r['error']}"
+                    for r in entry["runs"] if "error" in r]
         summary = summarise(runs, target)
         m_q, v_q = best(summary, "qep")
         m_f, v_f = best(summary, "fd")
+        entry["best_shots"] = {"qep": m_q, "fd": m_f}
+        entry["shots_to_target"] = {f"{k[0]}_M{k[1]}": v for k, v in summary.items()}
         p, n = ref["parameters"], ref["atoms"]
         rq = [v for v in v_q if v is not None]
         rf = [v for v in v_f if v is not None]
         spent = max((r["shots_cum"][-1] for r in runs if r["method"] == "fd" and r["shots"] == m_f), default=0)
         ratio = (f"{np.mean(rf) / np.mean(rq):.1f}" if rq and rf else f"> {spent / np.mean(rq):.1f} (FD not reached)"
                  if rq and spent else "—")
-        m_star = 1 - 2 * target / n
-        print(f"| {p} | {n} | {CONFIGS[c][3]} | {ref['cost'][0]:.2f} → {target:.2f} ({m_star:.3f}) | 3·M "
+        print(f"| {p} | {n} | {CONFIGS[c][3]} | {ref['cost'][0]:.2f} → {target:.2f} ({1 - 2 * target / n:.3f}) | 3·M "
               f"| {2 * p + 1}·M | {(2 * p + 1) / 3:.1f} | {fmt_shots(v_q)} (M={m_q}) | {fmt_shots(v_f)} (M={m_f}) "
               f"| {ratio} |")
         for (method, m), values in sorted(summary.items()):
-            print(f"    {c} {method} M={m}: shots to c* per seed {values}")
-        results["configs"][c] = {
-            "parameters": p, "atoms": n, "target": target, "reference": ref,
-            "best_shots": {"qep": m_q, "fd": m_f},
-            "runs": runs,
-        }
-        results["configs"][c]["shots_to_target"] = {f"{k[0]}_M{k[1]}": v for k, v in summary.items()}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    Path(f"{out}.json").write_text(json.dumps(results, indent=1, default=float))
+            walls = [r["wall_s"] for r in runs if r["method"] == method and r["shots"] == m]
+            details.append(f"    {c} {method} M={m}: shots to c* per seed {values} "
+                           f"(wall per run {np.mean(walls):.0f} s)")
+    print("\n".join(details))
     plot(results, Path(f"{out}.png"))
-    print(f"\nwrote {out}.json and {out}.png")
+    print(f"\nwrote {out}.png")
+
+
+def merge(paths: list[str], out: str) -> None:
+    """Combine the arrays of several result files (one bench invocation per array) into one table and figure."""
+    results = {"configs": {}}
+    for path in paths:
+        results["configs"].update(json.loads(Path(path).read_text())["configs"])
+    order = [c for c in CONFIGS if c in results["configs"]]
+    results["configs"] = {c: results["configs"][c] for c in order}
+    Path(f"{out}.json").write_text(json.dumps(results, indent=1, default=float))
+    report(results, Path(out))
 
 
 if __name__ == "__main__":
