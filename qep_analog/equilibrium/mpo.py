@@ -101,22 +101,84 @@ def build_mpo(terms: Sequence[tuple[float, PauliProduct]], n_qubits: int, order:
     ``compress_cutoff`` is quimb's relative singular-value cutoff for the MPO compression
     (``cutoff_mode="rel"``); 0 leaves the MPO uncompressed.
     """
-    import quimb.operator as qo
-
     site_of = {q: k for k, q in enumerate(order)}
-    builder = qo.SparseOperatorBuilder(hilbert_space=qo.HilbertSpace(n_qubits))
-    count = 0
-    for w, p in terms:
-        if w == 0.0 or not p.factors:
-            continue
-        builder.add_term(float(w), *[(_LETTER[letter], site_of[q]) for q, letter in p.factors])
-        count += 1
-    if count == 0:
+    live = [(float(w), p) for w, p in terms if w != 0.0 and p.factors]
+    if not live:
         raise QepValueError("the model has no non-zero term to lower to an MPO")
-    mpo = builder.build_mpo()
+    if all(len(p.factors) <= 2 for _, p in live):
+        mpo = two_body_mpo(live, n_qubits, site_of)
+    else:
+        import quimb.operator as qo
+
+        builder = qo.SparseOperatorBuilder(hilbert_space=qo.HilbertSpace(n_qubits))
+        for w, p in live:
+            builder.add_term(w, *[(_LETTER[letter], site_of[q]) for q, letter in p.factors])
+        mpo = builder.build_mpo()
     if compress_cutoff > 0:
         mpo.compress(cutoff=compress_cutoff, cutoff_mode="rel")
     return mpo
+
+
+_MATRIX = {"X": np.array([[0.0, 1.0], [1.0, 0.0]]), "Y": np.array([[0.0, -1.0j], [1.0j, 0.0]]),
+           "Z": np.array([[1.0, 0.0], [0.0, -1.0]]), "n": np.array([[0.0, 0.0], [0.0, 1.0]])}
+
+
+def two_body_mpo(terms: Sequence[tuple[float, PauliProduct]], n_qubits: int, site_of: dict):
+    """The exact finite-state-machine MPO of Σ w P for one- and two-site products, built directly in numpy.
+
+    Bond states: "nothing placed yet" (identity), "term complete" (identity), and one channel per
+    (site a, letter A) that opens a two-site term A_a B_b with b > a; the channel carries the identity
+    over the sites in between and closes with Σ_B w B_b. A channel lives on a bond only while some
+    partner lies to its right, so the bond is 2 + (open channels) ≤ 2 + N/2 per letter for all-to-all
+    pairs (the 1/r⁶ tails), before compression. quimb's ``SparseOperatorBuilder`` builds the same
+    operator (tested) but in pure Python, 8.5 s for the 5050 terms of a 100-atom chain.
+    """
+    import quimb.tensor as qtn
+
+    n = n_qubits
+    fields: list[list[tuple[float, str]]] = [[] for _ in range(n)]
+    pairs: dict[tuple[int, str], list[tuple[int, str, float]]] = {}
+    for w, p in terms:
+        factors = sorted((site_of[q], letter) for q, letter in p.factors)
+        if len(factors) == 1:
+            fields[factors[0][0]].append((w, factors[0][1]))
+        else:
+            (a, first), (b, second) = factors
+            pairs.setdefault((a, first), []).append((b, second, w))
+    reach = {key: max(b for b, _, _ in partners) for key, partners in pairs.items()}
+    # channels open on bond k|k+1: opened at a ≤ k with a partner beyond k
+    bonds = [[key for key in sorted(pairs) if key[0] <= k < reach[key]] for k in range(n - 1)]
+    dtype = complex if any("Y" in letters for letters in _letters(terms)) else float
+    eye = np.eye(2)
+    arrays = []
+    for k in range(n):
+        left = [("start",), ("end",)] + [("open", *key) for key in (bonds[k - 1] if k > 0 else [])]
+        right = [("start",), ("end",)] + [("open", *key) for key in (bonds[k] if k < n - 1 else [])]
+        li, ri = {s: i for i, s in enumerate(left)}, {s: i for i, s in enumerate(right)}
+        w_site = np.zeros((len(left), len(right), 2, 2), dtype=dtype)
+        w_site[li[("start",)], ri[("start",)]] = eye
+        w_site[li[("end",)], ri[("end",)]] = eye
+        for w, letter in fields[k]:
+            w_site[li[("start",)], ri[("end",)]] += w * _MATRIX[letter]
+        for state in left[2:]:
+            key = state[1:]
+            if ("open", *key) in ri:  # carried through site k
+                w_site[li[state], ri[("open", *key)]] = eye
+            for b, letter, w in pairs[key]:
+                if b == k:
+                    w_site[li[state], ri[("end",)]] += w * _MATRIX[letter]
+        for state in right[2:]:
+            if state[1] == k:  # opened at site k
+                w_site[li[("start",)], ri[state]] = _MATRIX[state[2]]
+        arrays.append(w_site)
+    # boundary vectors: the left edge is "start", the right edge "end"
+    arrays[0] = arrays[0][0]  # (r, u, d)
+    arrays[-1] = arrays[-1][:, 1]  # (l, u, d)
+    return qtn.MatrixProductOperator(arrays, shape="lrud")
+
+
+def _letters(terms) -> list[str]:
+    return ["".join(letter for _, letter in p.factors) for _, p in terms]
 
 
 def model_terms(hamiltonian: Hamiltonian, weights: np.ndarray, nudge: PauliSum | None = None, *,

@@ -13,7 +13,8 @@ reached. Nudged phases start from the free MPS of the same sample
 
 What ``info`` records, and when a state is flagged (``info["flags"]``, read by the crossing policy):
 
-* ``sweeps``, ``converged`` — flag ``"not-converged"`` when ``max_sweeps`` ran out;
+* ``sweeps``, ``converged`` — flag ``"not-converged"`` when ``max_sweeps`` ran out, and also
+  ``"local-eigensolver"`` when ARPACK did not converge on a local problem (the last MPS is kept);
 * ``variance`` = ⟨H²⟩ − ⟨H⟩² (rad/µs)², the convergence certificate: for an eigenstate it is 0, and
   |E − E_exact| ≤ variance / gap. Flag ``"variance"`` when it exceeds ``variance_tol`` × N;
 * ``truncation`` — the smallest kept Schmidt weight λ²_min over the bonds that reached ``max_bond``
@@ -37,6 +38,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.sparse.linalg import ArpackNoConvergence
 
 from qep_analog.equilibrium.base import EquilibriumState, register_backend
 from qep_analog.equilibrium.mpo import build_mpo, check_order, fiedler_order, model_terms, snake_order, term_weights
@@ -185,12 +187,16 @@ class MPSBackend:
         dmrg = qtn.DMRG2(mpo, bond_dims=bond_dims, cutoffs=self.cutoff, p0=p0)
         if self.local_eig_tol is not None:  # quimb's default (1e-3) is loose: more sweeps, less time per sweep
             dmrg.opts["local_eig_tol"] = self.local_eig_tol
-        converged = bool(dmrg.solve(tol=self.energy_tol, max_sweeps=self.max_sweeps, verbosity=0))
+        eigensolver_failed = False
+        try:
+            converged = bool(dmrg.solve(tol=self.energy_tol, max_sweeps=self.max_sweeps, verbosity=0))
+        except ArpackNoConvergence:  # a (near-)degenerate local problem: keep the last MPS, flag the state
+            converged, eigensolver_failed = False, True
         solved = time.perf_counter()
         psi = dmrg.state
         psi.normalize()
-        energy = float(np.real(dmrg.energy))
-        h2 = float(np.real(qtn.expec_TN_1D(psi.H, mpo, mpo, psi)))
+        energy = float(np.real(expectation(psi.H, mpo, psi)))
+        h2 = float(np.real(expectation(psi.H, mpo, mpo, psi)))
         variance = max(h2 - energy**2, 0.0)
         state = from_quimb(psi, order, kind="eigenstate", energy=energy + constant, gap=float("nan"), info={})
         spectra = state.schmidt_spectra()
@@ -200,6 +206,8 @@ class MPSBackend:
         flags = []
         if not converged:
             flags.append("not-converged")
+        if eigensolver_failed:
+            flags.append("local-eigensolver")
         if variance > self.variance_tol * hamiltonian.n_qubits:
             flags.append("variance")
         if truncation > self.truncation_tol:
@@ -233,8 +241,8 @@ class MPSBackend:
         converged = bool(dmrg.solve(tol=self.energy_tol, max_sweeps=self.max_sweeps, verbosity=0))
         psi = dmrg.state
         psi.normalize()
-        first = float(np.real(qtn.expec_TN_1D(psi.H, mpo, psi)))
-        variance = max(float(np.real(qtn.expec_TN_1D(psi.H, mpo, mpo, psi))) - first**2, 0.0)
+        first = float(np.real(expectation(psi.H, mpo, psi)))
+        variance = max(float(np.real(expectation(psi.H, mpo, mpo, psi))) - first**2, 0.0)
         overlap = float(abs(ground.H @ psi))
         gap = first - energy
         flags = []
@@ -247,6 +255,21 @@ class MPSBackend:
         return gap, dict(energy=first, weight=weight, sweeps=len(dmrg.energies), converged=converged,
                          variance=variance, overlap=overlap, max_bond=int(psi.max_bond()), flags=flags,
                          time_s=time.perf_counter() - start)
+
+
+def expectation(*networks) -> complex:
+    """⟨bra|MPO…|ket⟩ of aligned 1D networks, contracted site by site with a greedy path.
+
+    (``quimb.tensor.expec_TN_1D`` leaves the path to cotengra's default optimizer, whose hyper-search starts a
+    process pool: forked workers that outlive a killed run and hold its pipes.)
+    """
+    import functools
+    import operator
+
+    import quimb.tensor as qtn
+
+    network = functools.reduce(operator.or_, qtn.tensor_network_align(*networks))
+    return complex(network.contract(..., optimize="greedy"))
 
 
 def _is_complex(mpo) -> bool:

@@ -45,7 +45,7 @@ def _excited_class():
             heff, neff = super().form_local_ops(i, dims, lix, uix)
             sites = {id(self._k[j]) for j in range(i, i + self.bsz)}
             rest = [t for t in self.ME_overlap().tensors if id(t) not in sites]
-            overlap = qtn.tensor_contract(*rest, output_inds=uix)
+            overlap = qtn.tensor_contract(*rest, output_inds=uix, optimize="greedy")
             u = np.conj(np.asarray(overlap.data)).reshape(-1)
             w = self.weight
             if isinstance(heff, np.ndarray):

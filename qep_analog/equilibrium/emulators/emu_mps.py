@@ -94,15 +94,13 @@ def step_ns(duration_ns: int, largest_ns: int = 10) -> int:
 
 def model_energy(hamiltonian, theta, x, nudge, state: MPSState) -> float:
     """⟨ψ|H(θ, x) + nudge|ψ⟩ (rad/µs) of an MPS whose site k is qubit k, with the ``mps`` backend's MPO."""
-    import quimb.tensor as qtn
-
-    from qep_analog.equilibrium.mps import MPSBackend
+    from qep_analog.equilibrium.mps import MPSBackend, expectation
 
     if tuple(state.order) != tuple(range(state.n_qubits)):
         raise QepValueError("model_energy needs an MPS in register order (site k = qubit k)")
     mpo, constant, _, _ = MPSBackend(order="given").mpo(hamiltonian, theta, x, nudge)
     psi = state.to_quimb()
-    return float(np.real(qtn.expec_TN_1D(psi.H, mpo, psi))) + constant
+    return float(np.real(expectation(psi.H, mpo, psi))) + constant
 
 
 def prepare_emu_mps(backend, hamiltonian, theta: np.ndarray, x: np.ndarray, nudge, *, max_bond: int = 128,
