@@ -21,6 +21,7 @@ Dask is imported only when a ``DaskExecutor`` is made: the serial default never 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import pickle
@@ -34,6 +35,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 ENGINES = ("serial", "dask")
+GRANULARITIES = ("auto", "sample", "phase")
 MAX_WORKERS = 4096
 _ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
                "NUMBA_NUM_THREADS": "1", "MKL_DYNAMIC": "FALSE"}
@@ -76,11 +78,46 @@ def _identity(value):
     return value
 
 
+_LOCAL: dict[int, tuple[Any, Any]] = {}  # worker side: id(received object) -> (it, its realigned copy)
+
+
+def _realigned(value):
+    """A copy of a value Dask delivered, with every array in memory numpy allocated itself.
+
+    Arrays that arrive in Dask's out-of-band frames can sit at any address (measured: complex arrays at odd
+    addresses, ``flags.aligned`` False); numpy then takes its unaligned loops, whose rounding differs from the
+    aligned ones by ~1e-16 relative, and a gradient stops being bitwise the serial one. ``copy.deepcopy``
+    gives each array fresh, aligned memory.
+    """
+    return copy.deepcopy(value)
+
+
+def _local(value):
+    """The realigned copy of a shared value, made once per worker (its caches then live on the copy)."""
+    key = id(value)
+    if key not in _LOCAL:
+        if len(_LOCAL) >= 16:
+            _LOCAL.pop(next(iter(_LOCAL)))
+        _LOCAL[key] = (value, _realigned(value))  # keeps the received object alive: its id stays unique
+    return _LOCAL[key][1]
+
+
+def _rebuild(task, shared: Mapping[str, Any]):
+    return dataclasses.replace(task, **{k: _local(v) for k, v in shared.items()}) if shared else task
+
+
+def _rebuild_and_call_one(function: Callable, task, shared: Mapping[str, Any], *args):
+    """Worker side: put the shared fields back into one task and call ``function(task, *args)``.
+
+    ``args`` may hold results of earlier tasks (made elsewhere): they are realigned copies, which also keeps
+    the task from mutating a value another task will read.
+    """
+    return function(_rebuild(task, shared), *[_realigned(a) for a in args])
+
+
 def _rebuild_and_call(function: Callable, chunk: list, shared: Mapping[str, Any]) -> list:
     """Worker side: put the shared fields back into each task of the chunk and run them in order."""
-    if shared:
-        chunk = [dataclasses.replace(task, **shared) for task in chunk]
-    return [function(task) for task in chunk]
+    return [function(_rebuild(task, shared)) for task in chunk]
 
 
 class DaskExecutor:
@@ -93,7 +130,7 @@ class DaskExecutor:
     """
 
     def __init__(self, *, workers: int | None = None, scheduler: str | None = None, scatter_bytes: int = 0,
-                 chunks_per_worker: int | None = 1, silence_logs: bool = True):
+                 chunks_per_worker: int | None = 1, granularity: str = "auto", silence_logs: bool = True):
         if (workers is None) == (scheduler is None):
             raise QepValueError("DaskExecutor needs exactly one of 'workers' (a local cluster) or 'scheduler'")
         if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool)
@@ -101,10 +138,12 @@ class DaskExecutor:
             raise QepValueError(f"'workers' must be an integer in [1, {MAX_WORKERS}], not {workers!r}")
         if scheduler is not None and (not isinstance(scheduler, str) or "://" not in scheduler):
             raise QepValueError(f"'scheduler' must be an address like tcp://host:8786, not {scheduler!r}")
+        if granularity not in GRANULARITIES:
+            raise QepValueError(f"'granularity' must be one of {GRANULARITIES}, not {granularity!r}")
         from dask.distributed import Client, LocalCluster
 
         self.workers, self.scheduler, self.scatter_bytes = workers, scheduler, scatter_bytes
-        self.chunks_per_worker = chunks_per_worker
+        self.chunks_per_worker, self.granularity = chunks_per_worker, granularity
         self._cluster = None
         self._shared: dict[int, tuple[Any, Any]] = {}  # id(object) -> (object, future): keeps the object alive
         try:
@@ -147,6 +186,37 @@ class DaskExecutor:
             for f in futures:
                 f.release()
 
+    # ------------------------------------------------ chained tasks (one per (sample, phase))
+    def phase_tasks(self, samples: int) -> bool:
+        """Whether a QEP batch of ``samples`` should run as one task per (sample, phase).
+
+        "auto": when there are fewer samples than two per worker thread, the phases are the parallelism
+        left (a 51-atom MPS batch of one sample runs its ±β phases on two workers); otherwise whole samples
+        in chunks, which pays one scheduler round trip per step instead of three.
+        """
+        if self.granularity != "auto":
+            return self.granularity == "phase"
+        return samples < 2 * self._threads()
+
+    def submit_each(self, function: Callable, tasks: Iterable, *args: Iterable) -> list:
+        """Futures of ``function(task, *a)`` for each task and the matching items of ``args``.
+
+        Items of ``args`` may be futures of earlier calls: Dask passes their values, on the worker that
+        holds them or after moving them there, and recomputes them if their worker died.
+        """
+        tasks = list(tasks)
+        shared = self._shared_fields(tasks) if tasks else {}
+        light = [dataclasses.replace(t, **dict.fromkeys(shared)) for t in tasks] if shared else tasks
+        return self.client.map(_rebuild_and_call_one, [function] * len(light), light, [shared] * len(light),
+                               *[list(a) for a in args], pure=False)
+
+    def gather(self, futures: list) -> list:
+        """The values of ``futures``, in order (an exception of a task is raised here, as in serial)."""
+        return self.client.gather(futures)
+
+    def _threads(self) -> int:
+        return max(sum(self.client.nthreads().values()), 1)
+
     def _chunks(self, tasks: list) -> list[list]:
         """Consecutive runs of tasks, ``chunks_per_worker`` per worker thread (None: one task each).
 
@@ -155,7 +225,7 @@ class DaskExecutor:
         """
         if self.chunks_per_worker is None:
             return [[t] for t in tasks]
-        slots = max(sum(self.client.nthreads().values()), 1) * self.chunks_per_worker
+        slots = self._threads() * self.chunks_per_worker
         n = min(slots, len(tasks))
         bounds = [round(i * len(tasks) / n) for i in range(n + 1)]
         return [tasks[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]

@@ -111,6 +111,62 @@ def test_the_gradient_of_a_batch_is_bitwise_equal_when_a_worker_dies_mid_batch(c
     assert distributed.crossings == serial.crossings and distributed.loss == serial.loss
 
 
+def _phase_sensor_batch(n: int):
+    from qep_analog.protocol import load_protocol
+    from qep_analog.tasks.build import build_backend, build_data, build_gradient_config, build_model
+
+    p = load_protocol(PROTOCOLS / "phase_sensor.toml")
+    h, backend, config = build_model(p), build_backend(p), build_gradient_config(p)
+    data = build_data(p, h)
+    theta = 0.3 * np.random.default_rng(0).standard_normal(len(h.parameter_names))
+    return h, backend, theta, data.inputs[:n], data.targets[:n], config
+
+
+def _same(a, b) -> bool:
+    return (np.array_equal(a.gradient, b.gradient) and np.array_equal(a.stderr, b.stderr)
+            and np.array_equal(a.outputs, b.outputs) and a.crossings == b.crossings
+            and a.preparations == b.preparations and a.samples_dropped == b.samples_dropped)
+
+
+@pytest.mark.parametrize("variant", [{}, {"crossing_policy": "one-sided", "beta": 3.0, "overlap_threshold": 0.999},
+                                     {"estimator": "one-sided"}, {"beta": 4.0, "overlap_threshold": 0.9999}])
+def test_one_task_per_sample_and_phase_is_bitwise_the_serial_gradient(cluster, variant):
+    """Free phases, nudged phases (a future of the free one as argument) and judgements as separate tasks."""
+    from dataclasses import replace
+
+    from qep_analog.learning.gradient import estimate_gradient
+
+    h, backend, theta, x, t, config = _phase_sensor_batch(6)
+    config = replace(config, **variant)
+    serial = estimate_gradient(h, backend, theta, x, t, config, seed=5)
+    assert cluster.phase_tasks(1) and not cluster.phase_tasks(4)  # auto: fewer than 2 samples per worker
+    cluster.granularity = "phase"
+    try:
+        graph = estimate_gradient(h, backend, theta, x, t, config, seed=5, executor=cluster)
+    finally:
+        cluster.granularity = "auto"
+    assert _same(graph, serial)
+    if "overlap_threshold" in variant:  # the crossing variants really exercise the halving rounds and the one-sided fallback
+        assert serial.crossings
+
+
+def test_phase_tasks_survive_a_killed_worker_bitwise(cluster):
+    from qep_analog.learning.gradient import estimate_gradient
+
+    h, backend, theta, x, t, config = _phase_sensor_batch(24)
+    serial = estimate_gradient(h, backend, theta, x, t, config, seed=7)
+    pid = next(iter(cluster.worker_pids.values()))
+    killer = threading.Timer(0.05, os.kill, args=(pid, signal.SIGKILL))
+    cluster.granularity = "phase"
+    killer.start()
+    try:
+        graph = estimate_gradient(h, backend, theta, x, t, config, seed=7, executor=cluster)
+    finally:
+        killer.cancel()
+        cluster.granularity = "auto"
+    assert _same(graph, serial)
+
+
 def test_bad_execution_settings_are_refused(tmp_path: Path, capsys):
     with pytest.raises(QepValueError, match="engine"):
         make_executor(engine="mpi")

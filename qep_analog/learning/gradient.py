@@ -46,6 +46,7 @@ matrix-product states feed the same estimators; only ``estimator="exact"`` needs
 
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
@@ -277,12 +278,32 @@ class _SampleTask:
     index: int
 
 
-def _qep_sample(task: _SampleTask) -> dict:
-    h, cfg, backend = task.hamiltonian, task.config, task.backend
-    rng = np.random.default_rng(task.seed)
-    meter = _Meter(h, cfg, rng)
+@dataclass
+class _FreePhase:
+    """A sample's free phase, prepared and measured: what its nudged phases and their judgement need."""
+
+    state: EquilibriumState
+    y: np.ndarray | None
+    direction: object | None  # the nudge direction D (None when the sample was dropped)
+    crossings: list
+    rng: np.random.Generator  # the sample's stream after the free phase's shots
+    preparations: int
+    weight: float
+    preparation_flags: list
+    h_free: np.ndarray | None = None  # one-sided: ⟨A_k⟩ of the free phase and its standard errors
+    se_free: np.ndarray | None = None
+    result: dict | None = None  # final already: the preparation policy dropped the sample
+
+
+def _signs(cfg: GradientConfig) -> tuple[int, ...]:
+    return (1,) if cfg.estimator == "one-sided" else (1, -1)
+
+
+def _free_phase(task: _SampleTask) -> _FreePhase:
+    h, cfg = task.hamiltonian, task.config
+    meter = _Meter(h, cfg, np.random.default_rng(task.seed))
     obj = cfg.objective
-    free = backend.prepare(h, task.theta, task.x)
+    free = task.backend.prepare(h, task.theta, task.x)
     crossings = []
     if free.info.get("degenerate"):
         crossings.append(dict(sample=task.index, phase="free", kind="degenerate", gap=free.gap))
@@ -290,57 +311,127 @@ def _qep_sample(task: _SampleTask) -> dict:
         crossings.append(dict(sample=task.index, phase="free", kind="flagged", flags=list(free.info["flags"])))
     weight, prep_flags = _preparation_weight(task.index, free, cfg.preparation_policy)
     if weight == 0.0:  # "drop": no nudged phase is prepared, no shot spent on them
-        return dict(dropped=True, crossings=crossings, preparations=meter.preparations, y=meter.outputs(free),
-                    loss=objective_value(obj, h, free, task.target), kind=free.kind, preparation_flags=prep_flags)
-    one_sided = cfg.estimator == "one-sided"
-    signs = (1,) if one_sided else (1, -1)
-    if one_sided:
+        result = dict(dropped=True, crossings=crossings, preparations=meter.preparations, y=meter.outputs(free),
+                      loss=objective_value(obj, h, free, task.target), kind=free.kind,
+                      preparation_flags=prep_flags)
+        return _FreePhase(free, None, None, crossings, meter.rng, meter.preparations, weight, prep_flags,
+                          result=result)
+    h_free = se_free = None
+    if cfg.estimator == "one-sided":
         h_free, se_free, y = meter.derivatives_and_outputs(free)
     else:
         y = meter.outputs(free)
-    direction = obj.nudge_direction(h, y, task.target)
-    beta = cfg.beta
+    return _FreePhase(free, y, obj.nudge_direction(h, y, task.target), crossings, meter.rng, meter.preparations,
+                      weight, prep_flags, h_free, se_free)
+
+
+def _nudged_phase(task: _SampleTask, free: _FreePhase, sign: int, beta: float) -> EquilibriumState | None:
+    """The eigenstate of H + sign·β·D, warm-started from the free state (None for a dropped sample)."""
+    if free.result is not None:
+        return None
+    return task.backend.prepare(task.hamiltonian, task.theta, task.x, free.direction.scaled(sign * beta),
+                                reference=free.state)
+
+
+def _judge(task: _SampleTask, free: _FreePhase, phases: dict, beta: float, attempt: int,
+           crossings: list) -> tuple[dict | None, list]:
+    """(the sample's result, or None to halve β and prepare its nudged phases again; the crossings so far).
+
+    Compares each nudged phase with the free state (the crossing policy), then measures the kept ones with
+    the sample's own stream, continued from the free phase.
+    """
+    if free.result is not None:
+        return free.result, crossings
+    h, cfg = task.hamiltonian, task.config
+    obj, fs, one_sided = cfg.objective, free.state, cfg.estimator == "one-sided"
+    crossings = list(crossings)
+    overlaps = {s: fs.overlap(st) for s, st in phases.items()}
+    # a level crossing is a ground-state (pure) pathology; Gibbs and steady states vary smoothly at T > 0.
+    # A phase the backend could not certify (e.g. MPS energy variance above tolerance) counts as one.
+    bad = ({s: (0.0 if phases[s].flagged else o) for s, o in overlaps.items()
+            if o < cfg.overlap_threshold or phases[s].flagged} if fs.is_pure else {})
     side = None  # the sign of the one side kept by the "one-sided" policy
-    for attempt in range(cfg.max_halvings + 1):
-        phases = {s: backend.prepare(h, task.theta, task.x, direction.scaled(s * beta), reference=free)
-                  for s in signs}
-        overlaps = {s: free.overlap(st) for s, st in phases.items()}
-        # a level crossing is a ground-state (pure) pathology; Gibbs and steady states vary smoothly at T > 0.
-        # A phase the backend could not certify (e.g. MPS energy variance above tolerance) counts as one.
-        bad = ({s: (0.0 if phases[s].flagged else o) for s, o in overlaps.items()
-                if o < cfg.overlap_threshold or phases[s].flagged} if free.is_pure else {})
-        if not bad:
-            break
-        fall_back = cfg.crossing_policy == "one-sided" and len(bad) == 1 and len(signs) == 2
+    if bad:
+        fall_back = cfg.crossing_policy == "one-sided" and len(bad) == 1 and len(phases) == 2
         last = not fall_back and (cfg.crossing_policy == "drop" or attempt == cfg.max_halvings)
         for s, o in bad.items():
             crossings.append(dict(sample=task.index, phase=f"{'+' if s > 0 else '-'}beta", kind="crossing",
-                                  overlap=float(o), beta=beta, gap_free=float(free.gap),
-                                  nudge_norm=float(beta * np.sum(np.abs(direction.coefficients))),
+                                  overlap=float(o), beta=beta, gap_free=float(fs.gap),
+                                  nudge_norm=float(beta * np.sum(np.abs(free.direction.coefficients))),
                                   action="one-sided" if fall_back else "dropped" if last else "shrunk"))
-        if fall_back:
-            side = -next(iter(bad))
-            phases = {side: phases[side]}
-            break
         if last:
-            return dict(dropped=True, crossings=crossings, preparations=meter.preparations, y=y,
-                        loss=objective_value(obj, h, free, task.target), kind=free.kind)
-        beta /= 2
+            return dict(dropped=True, crossings=crossings, preparations=free.preparations, y=free.y,
+                        loss=objective_value(obj, h, fs, task.target), kind=fs.kind), crossings
+        if not fall_back:
+            return None, crossings
+        side = -next(iter(bad))
+        phases = {side: phases[side]}
+    meter = _Meter(h, cfg, copy.deepcopy(free.rng))  # a copy: judging twice draws the same shots
+    meter.preparations = free.preparations
     measured = {s: meter.derivatives(st) for s, st in phases.items()}
     if one_sided:
-        g = (measured[1][0] - h_free) / beta
-        se = np.sqrt(measured[1][1] ** 2 + se_free**2) / beta
+        g = (measured[1][0] - free.h_free) / beta
+        se = np.sqrt(measured[1][1] ** 2 + free.se_free**2) / beta
     elif side is not None:  # the uncrossed side against a measured free phase: bias O(β) instead of O(β²)
-        h_free, se_free = meter.derivatives(free)
+        h_free, se_free = meter.derivatives(fs)
         g = side * (measured[side][0] - h_free) / beta
         se = np.sqrt(measured[side][1] ** 2 + se_free**2) / beta
     else:
         g = (measured[1][0] - measured[-1][0]) / (2 * beta)
         se = np.sqrt(measured[1][1] ** 2 + measured[-1][1] ** 2) / (2 * beta)
     return dict(dropped=False, gradient=g, stderr=se, crossings=crossings, preparations=meter.preparations,
-                y=y, beta=beta, loss=objective_value(obj, h, free, task.target), kind=free.kind,
-                overlaps={str(s): float(o) for s, o in overlaps.items()}, weight=weight,
-                preparation_flags=prep_flags)
+                y=free.y, beta=beta, loss=objective_value(obj, h, fs, task.target), kind=fs.kind,
+                overlaps={str(s): float(o) for s, o in overlaps.items()}, weight=free.weight,
+                preparation_flags=free.preparation_flags), crossings
+
+
+def _qep_sample(task: _SampleTask) -> dict:
+    """One sample in one process: free phase, ±β phases (β halved on a crossing), measurement."""
+    free = _free_phase(task)
+    beta, crossings = task.config.beta, free.crossings
+    for attempt in range(task.config.max_halvings + 1):
+        phases = {s: _nudged_phase(task, free, s, beta) for s in _signs(task.config)}
+        result, crossings = _judge(task, free, phases, beta, attempt, crossings)
+        if result is not None:
+            return result
+        beta /= 2
+    raise AssertionError("unreachable: the last attempt returns a result")  # pragma: no cover
+
+
+def _judge_graph(task: _SampleTask, free: _FreePhase, beta: float, attempt: int, crossings: list | None,
+                 *states) -> tuple[dict | None, list]:
+    phases = dict(zip(_signs(task.config), states, strict=True))
+    return _judge(task, free, phases, beta, attempt, free.crossings if crossings is None else crossings)
+
+
+def _qep_phase_graph(tasks: list[_SampleTask], executor) -> list[dict]:
+    """One task per (sample, phase) on an executor that keeps results where they were made (Dask).
+
+    Every free phase is a task; each nudged phase is a task that takes its free phase as an argument (a
+    future: the free state stays on the cluster and warm-starts the nudged one there); a third task per
+    sample judges the overlaps and measures. Samples whose β is halved go round again with only their
+    nudged phases. The functions are those of the one-process path, run in the same order on the same
+    stream, so the results are bitwise those of ``_qep_sample``.
+    """
+    cfg = tasks[0].config
+    frees = executor.submit_each(_free_phase, tasks)
+    results: list[dict | None] = [None] * len(tasks)
+    pending: dict[int, tuple[float, list | None]] = {i: (cfg.beta, None) for i in range(len(tasks))}
+    for attempt in range(cfg.max_halvings + 1):
+        index = list(pending)
+        sub, free, betas = [tasks[i] for i in index], [frees[i] for i in index], [pending[i][0] for i in index]
+        states = [executor.submit_each(_nudged_phase, sub, free, [s] * len(index), betas) for s in _signs(cfg)]
+        verdicts = executor.gather(executor.submit_each(
+            _judge_graph, sub, free, betas, [attempt] * len(index), [pending[i][1] for i in index], *states))
+        for i, (result, crossings) in zip(index, verdicts, strict=True):
+            if result is None:
+                pending[i] = (pending[i][0] / 2, crossings)
+            else:
+                results[i] = result
+                del pending[i]
+        if not pending:
+            break
+    return results
 
 
 def _preparation_weight(index: int, free: EquilibriumState, policy: str) -> tuple[float, list[dict]]:
@@ -437,7 +528,13 @@ def estimate_gradient(
                     obj.check_targets(hamiltonian, targets[i]), config, seeds[i], i)
         for i in range(n)
     ]
-    results = (executor or SerialExecutor()).map(_RUNNERS[config.estimator], tasks)
+    executor = executor or SerialExecutor()
+    runner = _RUNNERS[config.estimator]
+    phase_tasks = getattr(executor, "phase_tasks", None)  # an executor that can chain tasks (Dask) may ask
+    if runner is _qep_sample and phase_tasks is not None and phase_tasks(n):
+        results = _qep_phase_graph(tasks, executor)
+    else:
+        results = executor.map(runner, tasks)
     kept = [r for r in results if not r["dropped"]]
     if kept:
         per_sample = np.array([r["gradient"] for r in kept])
