@@ -146,7 +146,7 @@ def test_one_task_per_sample_and_phase_is_bitwise_the_serial_gradient(cluster, v
     finally:
         cluster.granularity = "auto"
     assert _same(graph, serial)
-    if "overlap_threshold" in variant:  # the crossing variants really exercise the halving rounds and the one-sided fallback
+    if "overlap_threshold" in variant:  # the crossing variants exercise the halving rounds and the fallback
         assert serial.crossings
 
 
@@ -165,6 +165,27 @@ def test_phase_tasks_survive_a_killed_worker_bitwise(cluster):
         killer.cancel()
         cluster.granularity = "auto"
     assert _same(graph, serial)
+
+
+def test_a_killed_client_resumes_from_its_checkpoint_to_the_serial_result(tmp_path: Path):
+    """SIGKILL the client (its local cluster goes with it) after step 2, resume on a new cluster."""
+    import subprocess
+    import sys
+
+    killer = (Path(__file__).parent / "data" / "kill_after_step.py").read_text(encoding="utf-8")
+    protocol = str(PROTOCOLS / "phase_sensor.toml")
+    extra = ["--set", "training.steps=3", "--set", "training.checkpoint_every=1", "--set", "training.eval_every=3",
+             "--set", "data.n_test=6", "--set", "task.plot_resolution=2"]
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    assert main(["train", protocol, "--out", str(straight), "--no-progress", *extra]) == 0
+    proc = subprocess.run([sys.executable, "-c", killer, protocol, str(killed), "3", *extra, "--workers", "2"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert json.loads((killed / "checkpoint.json").read_text())["state"]["step_"] == 2
+    resume = ["train", protocol, "--out", str(killed), "--resume", "--no-progress", *extra, "--workers", "2"]
+    assert main(resume) == 0
+    a, b = (json.loads((d / "results.json").read_text()) for d in (killed, straight))
+    assert a["theta"] == b["theta"] and a["history"] == b["history"]
 
 
 def test_bad_execution_settings_are_refused(tmp_path: Path, capsys):
