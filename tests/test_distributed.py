@@ -71,6 +71,22 @@ def test_workers_allocate_like_a_plain_process(cluster):
     assert _raise_malloc_thresholds() == (os.uname().sysname == "Linux")  # glibc on this project's CI
 
 
+def _refuse_three(x: int) -> int:
+    if x == 3:
+        raise QepValueError(f"bad sample {x}")
+    return x
+
+
+def test_a_task_that_raises_surfaces_as_the_serial_error(cluster):
+    """The worker's exception comes back as itself (the CLI then prints its one line and exits 2)."""
+    with pytest.raises(QepValueError, match="^bad sample 3$"):
+        SerialExecutor().map(_refuse_three, range(6))
+    with pytest.raises(QepValueError, match="^bad sample 3$"):
+        cluster.map(_refuse_three, range(6))
+    with pytest.raises(QepValueError, match="^bad sample 3$"):
+        cluster.gather(cluster.submit_each(_refuse_three, range(6)))
+
+
 def _train(tmp_path: Path, name: str, protocol: str, *extra: str) -> dict:
     out = tmp_path / name
     sets = ["--set", "training.steps=10", "--set", "training.eval_every=10", "--set", "data.n_test=6",
