@@ -16,6 +16,12 @@ bitwise identical to a serial run. A lost worker's tasks are retried elsewhere b
 travel in consecutive chunks, one per worker thread by default (``chunks_per_worker``), because Dask's
 per-task cost (a few ms) is comparable to one phase-sensor sample.
 
+Granularity (``granularity``): a QEP batch runs as chunks of whole samples when there are at least two
+samples per worker thread, and otherwise as one task per (sample, phase) (``submit_each``/``gather``): the
+free phases first, each nudged phase a task that takes its free phase's future (the free state stays on the
+cluster and warm-starts the nudged one), and one task per sample that judges crossings and measures; see
+``learning.gradient._qep_phase_graph``. Both give the serial result bit for bit.
+
 Dask is imported only when a ``DaskExecutor`` is made: the serial default never imports it.
 """
 
