@@ -88,6 +88,10 @@ def test_subspace_trajectories_are_bitwise_reproducible():
     a = run_trajectories(seq, nm, n_trajectories=5, seed=9, method="subspace")
     b = run_trajectories(seq, nm, n_trajectories=5, seed=9, method="subspace")
     assert np.array_equal(a.states, b.states) and a.n_jumps.sum() > 0
+    from qep_analog.executor import ProcessExecutor
+
+    c = run_trajectories(seq, nm, n_trajectories=5, seed=9, method="subspace", executor=ProcessExecutor(workers=2))
+    assert np.array_equal(a.states, c.states)
 
 
 @pytest.mark.parametrize("nm, name", [
