@@ -78,6 +78,26 @@ def boundary_grid(results: dict, n_atoms: int) -> np.ndarray:
     return chain_labels(spec, grid).reshape(len(p["rb_over_a"]), len(p["detuning_over_omega"]))
 
 
+def onset(n_atoms: int, rb_over_a: float, order: int, threshold: float = 0.5, omega: float = 1.6,
+          c6: float = 12_241_414.53) -> float:
+    """Δ/Ω in [0, 4] where m_Z2 (order 0) or m_Z3 (order 1) of the N-atom chain first reaches ``threshold``
+    at fixed R_b/a (bisection to 0.01; the order parameter grows with Δ/Ω across the transition)."""
+    from qep_analog.tasks.rydberg_chain import ChainSpec, chain_order
+
+    spec = ChainSpec(n_atoms=n_atoms, omega=omega, c6=c6)
+
+    def m(d):
+        return chain_order(spec, [[d, rb_over_a]])[0, order]
+
+    lo, hi = 0.0, 4.0
+    if m(hi) < threshold:
+        return float("nan")
+    while hi - lo > 0.01:
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if m(mid) < threshold else (lo, mid)
+    return 0.5 * (lo + hi)
+
+
 def figure(results: dict, sizes: list[int], png: Path) -> None:
     import matplotlib
 
@@ -91,9 +111,11 @@ def figure(results: dict, sizes: list[int], png: Path) -> None:
     styles = ["--", "-.", (0, (1, 1))]
     for k, n in enumerate(sizes):
         labels = boundary_grid(results, n)
-        cs = ax.contour(d, r, labels, levels=[0.5, 1.5], colors="tab:red", linewidths=1.0,
-                        linestyles=[styles[k % 3]])
-        ax.clabel(cs, fmt=f"N={n}", fontsize=6)
+        for phase in (1, 2):
+            if np.any(labels == phase):
+                cs = ax.contour(d, r, (labels == phase).astype(float), levels=[0.5], colors="tab:red",
+                                linewidths=1.0, linestyles=[styles[k % 3]])
+                ax.clabel(cs, fmt=f"N={n}", fontsize=6)
     test = np.array(p["test_inputs"])
     ax.scatter(test[:, 0], test[:, 1], s=3, c="k", alpha=0.4)
     png.parent.mkdir(parents=True, exist_ok=True)
@@ -109,7 +131,15 @@ def main() -> None:
     parser.add_argument("--lock", default="/tmp/qep_cpu.lock", help="flock file per run ('' for none)")
     parser.add_argument("--png", type=Path, default=None)
     parser.add_argument("--sizes", type=int, nargs="*", default=[9, 10], help="chain lengths for boundary contours")
+    parser.add_argument("--onsets", action="store_true",
+                        help="only print the Δ/Ω where m_Z2 (R_b/a = 1.5) and m_Z3 (R_b/a = 2.4) reach 0.5 against N")
     args = parser.parse_args()
+    if args.onsets:
+        print("| order | R_b/a | N | Δ/Ω where m ≥ 0.5 |\n|---|---|---|---|")
+        for order, rb, sizes in ((0, 1.5, (7, 9, 11, 13)), (1, 2.4, (7, 10, 13))):
+            for n in sizes:
+                print(f"| {'Z2' if order == 0 else 'Z3'} | {rb} | {n} | {onset(n, rb, order):.2f} |", flush=True)
+        return
     args.out.mkdir(parents=True, exist_ok=True)
     table = {}
     for variant in args.variants:

@@ -548,7 +548,9 @@ def phase_map_figure(results: dict):
     cmap = ListedColormap(["#cccccc", "#4c72b0", "#dd8452"])
     fig, ax = plt.subplots(figsize=(6.2, 4.6))
     ax.pcolormesh(d, r, pred, cmap=cmap, vmin=-0.5, vmax=2.5, shading="nearest", alpha=0.85)
-    ax.contour(d, r, labels, levels=[0.5, 1.5], colors="k", linewidths=1.2)
+    for phase in (1, 2):  # the boundary of each ordered phase's label region
+        if np.any(labels == phase):
+            ax.contour(d, r, (labels == phase).astype(float), levels=[0.5], colors="k", linewidths=1.2)
     for line in (1.0, 2.0, 3.0):
         if r.min() <= line <= r.max():
             ax.axhline(line, color="k", ls=":", lw=0.8)
