@@ -41,6 +41,8 @@ from qep_analog.learning.gradient import GradientConfig, estimate_gradient, obje
 OMEGA = 2 * np.pi
 DELTA = 1.5 * OMEGA
 SPACING_UM = 6.0
+TORCH_THREADS = 1  # emu-mps on one torch thread, as our DMRG on one BLAS thread (blas_threads=1): on this shared
+# 2-core machine threaded small-matrix kernels thrash (measured: 50 s instead of 6 s for a 6-atom emu-mps sweep)
 
 
 def geometry(case: str) -> np.ndarray:
@@ -98,11 +100,43 @@ def emu_mps_free_energy(model: RydbergModel, max_bond: int) -> tuple[float, floa
     config = MPSConfig(solver=Solver.DMRG, dt=100, observables=[Energy(evaluation_times=[1.0])],
                        interaction_matrix=model.couplings().tolist(), max_bond_dim=max_bond, gpu=False,
                        log_level=logging.WARN)
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(TORCH_THREADS)
+    try:
+        start = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = MPSBackend(seq, config=config).run()
+        elapsed = time.perf_counter() - start
+    finally:
+        torch.set_num_threads(threads)
+    return elapsed, float(result.energy[-1])
+
+
+def warm_step(model: RydbergModel, args, step: float = 0.05) -> dict:
+    """Free phase at θ + Δθ (a training step: every δ_i moved by ``step`` × N(0, 1) rad/µs), cold (random start)
+    against ``warm_free`` (started from the free MPS at θ, as across training steps)."""
+    h = model.hamiltonian()
+    theta = model.theta()
+    moved = theta.copy()
+    names = list(h.parameter_names)
+    rng = np.random.default_rng(7)
+    for k, name in enumerate(names):
+        if name.startswith("delta_"):
+            moved[k] += step * rng.normal()
+    warm = get_backend("mps", model=model, max_bond=args.max_bond, warm_free=True)
+    warm.prepare(h, theta, [0.0])
+    cold = get_backend("mps", model=model, max_bond=args.max_bond)
     start = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        result = MPSBackend(seq, config=config).run()
-    return time.perf_counter() - start, float(result.energy[-1])
+    a = cold.prepare(h, moved, [0.0])
+    t_cold = time.perf_counter() - start
+    start = time.perf_counter()
+    b = warm.prepare(h, moved, [0.0])
+    t_warm = time.perf_counter() - start
+    return dict(t_cold=t_cold, t_warm=t_warm, sweeps=(a.info["sweeps"], b.info["sweeps"]),
+                de=abs(a.energy - b.energy) / abs(a.energy), warm=b.info["warm_start"])
 
 
 def qep_sample(case: str, args) -> dict:
@@ -171,6 +205,10 @@ def main() -> None:
     parser.add_argument("--variance-tol", type=float, default=1e-6,
                         help="per-site energy-variance tolerance (rad/µs)²; above it a phase is flagged")
     parser.add_argument("--fd", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--gap", action=argparse.BooleanOptionalAction, default=True,
+                        help="on the first case: the cost of gap=True")
+    parser.add_argument("--warm", action=argparse.BooleanOptionalAction, default=True,
+                        help="on chains: the free phase after a training step, cold vs warm_free")
     parser.add_argument("--fd-beta", type=float, default=0.02)
     parser.add_argument("--fd-step", type=float, default=1e-3)
     args = parser.parse_args()
@@ -203,6 +241,20 @@ def main() -> None:
             print(f"  mps free phase at energy_tol 1e-5 (emu-mps's criterion): {t_loose:.1f} s ({sweeps} sweeps)   "
                   f"ratio emu-mps/mps = {t_emu / t_loose:.2f}   |E − E_emu|/|E| = "
                   f"{abs(e_loose - e_emu) / abs(e_emu):.2e}")
+        if args.warm and case.startswith("chain"):
+            w = warm_step(model, args)
+            print(f"  free phase after a training step (δ_i += 0.05·N(0,1) rad/µs): cold {w['t_cold']:.1f} s "
+                  f"({w['sweeps'][0]} sweeps), warm_free {w['t_warm']:.1f} s ({w['sweeps'][1]} sweeps, warm start "
+                  f"{w['warm']}), ratio {w['t_cold'] / w['t_warm']:.1f}, |ΔE|/|E| = {w['de']:.1e}")
+        if args.gap and case == args.cases.split(",")[0]:
+            start = time.perf_counter()
+            g = get_backend("mps", model=model, max_bond=args.max_bond, gap=True).prepare(model.hamiltonian(),
+                                                                                         model.theta(), [0.0])
+            t_gap = time.perf_counter() - start
+            info = g.info['gap']
+            print(f"  gap=True: {t_gap:.1f} s for ground + first excited state (excited {info['time_s']:.1f} s, "
+                  f"{g.info['gap']['sweeps']} sweeps, χ {g.info['gap']['max_bond']}); E1 − E0 = {g.gap:.6f} rad/µs, "
+                  f"|⟨ψ0|ψ1⟩| = {g.info['gap']['overlap']:.1e}, flags {g.info['gap']['flags']}")
         if case.startswith("chain") and fd_model is None:
             fd_model = model
     if args.fd and fd_model is not None:

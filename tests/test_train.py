@@ -161,19 +161,7 @@ def test_outputs_and_report(tiny: Path, tmp_path: Path):
     assert "test_accuracy" in (out / "report.md").read_text()
 
 
-_KILLER = textwrap.dedent("""
-    import os, signal, sys
-    from qep_analog.learning.driver import Driver
-    original = Driver._step
-    def _step(self):
-        record = original(self)
-        if self.step_ == int(sys.argv[3]):  # step k done; its checkpoint (if due) not yet written
-            os.kill(os.getpid(), signal.SIGKILL)
-        return record
-    Driver._step = _step
-    from qep_analog.cli import main
-    sys.exit(main(["train", sys.argv[1], "--out", sys.argv[2], "--no-progress", *sys.argv[4:]]))
-""")
+_KILLER = (Path(__file__).parent / "data" / "kill_after_step.py").read_text(encoding="utf-8")
 
 
 def _theta(out: Path) -> list[float]:
@@ -256,7 +244,9 @@ _SMALL = {"phase_sensor.toml": ["data.n_test=6", "data.n_train=20", "task.plot_r
           "fresnel_global.toml": ["data.n_test=4", "training.batch_size=2", "gradient.shots=50"],
           "rydberg_phase_sensor.toml": ["data.n_test=4", "data.n_train=10", "training.batch_size=2",
                                         "task.plot_resolution=2", "gradient.shots=20"],
-          "inverse_design.toml": ['design.train_positions="none"', "gradient.shots=50"]}
+          "inverse_design.toml": ['design.train_positions="none"', "gradient.shots=50"],
+          "rydberg_chain_51_device.toml": ["training.batch_size=1", "gradient.shots=50", "backend.options.max_bond=16",
+                                           "backend.options.max_sweeps=6"]}
 
 
 def test_every_protocol_is_covered():

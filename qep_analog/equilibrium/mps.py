@@ -23,6 +23,10 @@ What ``info`` records, and when a state is flagged (``info["flags"]``, read by t
 * ``max_bond_reached``, ``max_entropy`` (von Neumann, nats), ``mpo_bond`` (after compression),
   ``qubit_order`` and ``order`` (how it was chosen), ``time_s`` and ``warm_start``.
 
+``warm_free=True`` starts each free phase from the last free MPS this backend found at the same input x (in
+training: the previous step's, at slightly different θ) instead of a random MPS. It is off by default: results
+then depend on the call history (not bitwise reproducible across a resumed run).
+
 The gap E₁ − E₀ (rad/µs) is computed only with ``gap=True`` (it about doubles the cost): DMRG2 for the
 first excited state of H + w|ψ₀⟩⟨ψ₀| (:mod:`.mps_excited`, w = ``gap_weight`` or |E₀| + 10 rad/µs, which must
 exceed E₁ − E₀), same bond cap, cutoff and tolerances, from a seeded random start. ``info["gap"]`` records its
@@ -35,7 +39,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.sparse.linalg import ArpackNoConvergence
@@ -73,12 +77,18 @@ class MPSBackend:
     local_eig_tol: float | None = None
     gap: bool = False
     gap_weight: float | None = None
+    blas_threads: int | None = 1
+    warm_free: bool = False
     seed: int = 0
     name: str = "mps"
+    _previous: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.seed, (int, np.integer)):
             raise QepValueError(f"'seed' must be an integer, not {self.seed!r}")
+        if self.blas_threads is not None and not (isinstance(self.blas_threads, (int, np.integer))
+                                                  and self.blas_threads >= 1):
+            raise QepValueError(f"'blas_threads' must be a positive integer or None, not {self.blas_threads!r}")
         for key in ("max_bond", "max_sweeps", "start_bond"):
             value = getattr(self, key)
             if not isinstance(value, (int, np.integer)) or value < 1:
@@ -168,6 +178,17 @@ class MPSBackend:
     # ------------------------------------------------------------------ solve
     def prepare(self, hamiltonian: Hamiltonian, theta, x=None, nudge: PauliSum | None = None,
                 reference: EquilibriumState | None = None) -> MPSState:
+        """Ground state of H(θ, x) + nudge (see the class). BLAS runs on ``blas_threads`` threads (None: as set
+        outside): DMRG's matrices are small, and threaded OpenBLAS on a busy 2-core machine ran the MPO
+        compression of a 100-atom chain in 25 s instead of 0.9 s (measured)."""
+        if self.blas_threads is None:
+            return self._prepare(hamiltonian, theta, x, nudge, reference)
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=int(self.blas_threads)):
+            return self._prepare(hamiltonian, theta, x, nudge, reference)
+
+    def _prepare(self, hamiltonian: Hamiltonian, theta, x, nudge, reference) -> MPSState:
         import quimb.tensor as qtn
 
         if hamiltonian.n_qubits < 2:
@@ -175,6 +196,9 @@ class MPSBackend:
         start = time.perf_counter()
         mpo, constant, order, method = self.mpo(hamiltonian, theta, x, nudge)
         lowered = time.perf_counter()
+        key = (hamiltonian.n_qubits, tuple(order), np.asarray(hamiltonian.input_vector(x), float).tobytes())
+        if self.warm_free and nudge is None and reference is None:
+            reference = self._previous.get(key)  # the last free MPS at this input (the previous training step)
         warm = isinstance(reference, MPSState) and tuple(reference.order) == tuple(order)
         if warm:
             p0 = reference.to_quimb()
@@ -220,6 +244,10 @@ class MPSBackend:
             qubit_order=list(order), order=method, warm_start=warm, flags=flags, degenerate=False,
             time_s=time.perf_counter() - start, time_lowering_s=lowered - start, time_dmrg_s=solved - lowered,
         )
+        if self.warm_free and nudge is None:
+            if len(self._previous) > 1024:
+                self._previous.clear()
+            self._previous[key] = state
         if self.gap:
             gap, gap_info = self._excited(mpo, psi, energy, hamiltonian.n_qubits)  # its doubts: in info["gap"]
             state = dataclasses.replace(state, gap=gap)
