@@ -161,9 +161,11 @@ class DaskExecutor:
                 import dask
 
                 # non-daemonic workers: quimb/cotengra may start their own process pools inside a task;
-                # no MALLOC_TRIM_THRESHOLD_ (see _pin_threads): the workers allocate like a plain process
+                # no MALLOC_TRIM_THRESHOLD_ (see _pin_threads): the workers allocate like a plain process;
+                # no statistical profiler (a thread sampling every task's stack every 10 ms, taking the GIL)
                 dask.config.set({"distributed.worker.daemon": False,
-                                 "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None})
+                                 "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+                                 "distributed.worker.profile.enabled": False})
                 self._cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                              dashboard_address=":0",
                                              silence_logs=logging.ERROR if silence_logs else logging.INFO)
