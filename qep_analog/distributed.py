@@ -251,10 +251,12 @@ class DaskExecutor:
             if any(getattr(t, f.name) is not value for t in tasks[1:]):
                 continue
             key = id(value)
-            if key not in self._shared:
+            if key in self._shared:  # least recently used last out: fields of this call are never evicted
+                self._shared[key] = self._shared.pop(key)
+            else:
                 if len(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)) < self.scatter_bytes:
                     continue
-                if len(self._shared) >= 16:  # keep the cache small: oldest out
+                if len(self._shared) >= 16:  # keep the cache small: the least recently used out
                     _, old = self._shared.pop(next(iter(self._shared)))
                     old.release()
                 # a task that returns the value, not client.scatter: if the worker holding it dies, Dask

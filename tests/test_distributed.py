@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -85,6 +86,28 @@ def test_a_task_that_raises_surfaces_as_the_serial_error(cluster):
         cluster.map(_refuse_three, range(6))
     with pytest.raises(QepValueError, match="^bad sample 3$"):
         cluster.gather(cluster.submit_each(_refuse_three, range(6)))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Scaled:
+    table: np.ndarray  # the same object in every task of a map: shipped once per worker
+    factor: np.ndarray  # a new object every map (like θ in training): a new shared value each time
+    index: int
+
+
+def _scaled(task: _Scaled) -> float:
+    return float(task.table[task.index] * task.factor[0])
+
+
+def test_many_maps_with_new_shared_values_keep_their_dependencies(cluster):
+    """More distinct shared values than the cache holds (16): evicting must never drop one in use."""
+    table = np.arange(8.0)
+    for step in range(40):
+        factor = np.array([step + 1.0])
+        tasks = [_Scaled(table, factor, i) for i in range(8)]
+        assert cluster.map(_scaled, tasks) == [i * (step + 1.0) for i in range(8)]
+        frees = cluster.submit_each(_scaled, tasks)
+        assert cluster.gather(frees) == [i * (step + 1.0) for i in range(8)]
 
 
 def _train(tmp_path: Path, name: str, protocol: str, *extra: str) -> dict:
