@@ -44,6 +44,7 @@ from qep_analog.equilibrium.emulators.subspace import (
     build_subspace,
     initial_steps,
 )
+from qep_analog.equilibrium.emulators.trajectories import _locate  # Illinois search, any stepper with .step
 from qep_analog.errors import ConvergenceError, QepValueError
 
 _SQ3 = np.sqrt(3.0)
@@ -146,33 +147,6 @@ class _SubspaceStepper:
         psi_p = psi_p / np.linalg.norm(psi_p)
         dressed = self.op.dressing(psi_p, final) if correction else None
         return _embed(self.sub, psi_p, dressed)
-
-
-def _locate(stepper: _SubspaceStepper, psi, t0: float, span: float, log_r: float):
-    lo, hi = 0.0, span
-    f_lo = np.log(max(np.vdot(psi, psi).real, 1e-300)) - log_r
-    best, n_hi = stepper.step(psi, t0, hi)
-    f_hi = np.log(max(n_hi, 1e-300)) - log_r
-    best_tau, side = hi, 0
-    for _ in range(100):
-        tau = hi - f_hi * (hi - lo) / (f_hi - f_lo) if f_hi != f_lo else 0.5 * (lo + hi)
-        tau = min(max(tau, lo), hi)
-        best, n2 = stepper.step(psi, t0, tau)
-        best_tau = tau
-        f = np.log(max(n2, 1e-300)) - log_r
-        if abs(f) <= JUMP_LOG_TOL or hi - lo <= 1e-12:
-            break
-        if f > 0:
-            lo, f_lo = tau, f
-            if side == -1:
-                f_hi *= 0.5
-            side = -1
-        else:
-            hi, f_hi = tau, f
-            if side == 1:
-                f_lo *= 0.5
-            side = 1
-    return best, t0 + best_tau
 
 
 def subspace_problem(noisy: NoisySequence, psi0: np.ndarray, *, radius_um: float, correction: bool,
