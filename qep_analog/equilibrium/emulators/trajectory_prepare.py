@@ -11,8 +11,6 @@ reports it.
 from __future__ import annotations
 
 import numpy as np
-import scipy.linalg
-import scipy.sparse.linalg
 
 from qep_analog.equilibrium.emulators.trajectories import TrajectoryMixture, run_trajectories
 
@@ -35,12 +33,9 @@ def prepare_trajectories(backend, hamiltonian, theta: np.ndarray, x: np.ndarray,
     energy = float(per_trajectory.mean())
     gap = float("nan")
     if backend.compare_exact and hamiltonian.n_qubits <= 16:
-        if hamiltonian.n_qubits <= 10:
-            w, v = scipy.linalg.eigh(h.toarray())
-        else:  # Lanczos, tolerance 1e-10 on the two lowest levels
-            w, v = scipy.sparse.linalg.eigsh(h, k=2, which="SA", tol=1e-10)
-            order = np.argsort(w)
-            w, v = w[order], v[:, order]
+        from qep_analog.equilibrium.adiabatic import lowest_levels  # adiabatic imports this module lazily
+
+        w, v = lowest_levels(h)
         fid = float(np.mean(np.abs(states.conj() @ v[:, 0]) ** 2))
         gap = float(w[1] - w[0])
         info.update(fidelity=fid, infidelity=1.0 - fid, energy_above_ground=energy - float(w[0]),
