@@ -127,7 +127,7 @@ def _noisy_bundle(n: int, trajectories: int = 100):
 
 CASES = {"phase-sensor": (_phase_sensor, 10, "phase-sensor batch, 10 samples × 3 phases (exact Lanczos)"),
          "rydberg": (_rydberg, 8, "Rydberg classifier batch, 8 samples × 2 nudged ramps (adiabatic, krylov, 5 µs)"),
-         "mps": (_mps, 4, "MPS batch, 24-atom chain at 6 µm, 4 samples × 3 phases (quimb DMRG2, χ ≤ 64)"),
+         "mps": (_mps, 8, "MPS batch, 24-atom chain at 6 µm, 8 samples × 3 phases (quimb DMRG2, χ ≤ 64)"),
          "mps-one": (_mps, 1, "MPS batch of ONE sample, 24-atom chain: one task per phase (the ±β phases "
                               "warm-start from the free phase's future, on both workers)"),
          "noisy-bundle": (_noisy_bundle, 0, "noisy bundle (the classifier's 6-atom register, 4 inputs: 12 "

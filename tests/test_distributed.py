@@ -53,6 +53,26 @@ def test_map_returns_in_task_order_and_survives_a_killed_worker(cluster):
         killer.cancel()
 
 
+def test_chunks_follow_the_measured_task_cost(cluster):
+    """Cheap tasks travel as one chunk per worker; expensive ones one each (Dask balances them)."""
+    from qep_analog.distributed import CHUNK_SECONDS, FIRST_CHUNKS
+
+    tasks = list(range(10))
+    assert [len(c) for c in cluster._chunks(tasks, cost=0.2 * CHUNK_SECONDS)] == [5, 5]
+    assert [len(c) for c in cluster._chunks(tasks, cost=CHUNK_SECONDS)] == [1] * 10
+    assert sum(cluster._chunks(list(range(100)), cost=None), []) == list(range(100))  # order kept
+    assert len(cluster._chunks(list(range(100)), cost=None)) == 2 * FIRST_CHUNKS
+    cluster.map(_slow_square, range(4))
+    key = (_slow_square.__module__, _slow_square.__qualname__)
+    assert 0.3 <= cluster._cost[key] < 3.0  # seconds per task inside a worker (each sleeps 0.3 s)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, "some", True])
+def test_bad_chunks_per_worker_is_refused(bad):
+    with pytest.raises(QepValueError, match="chunks_per_worker"):
+        DaskExecutor(workers=1, chunks_per_worker=bad)
+
+
 def _allocator_state() -> tuple[str | None, int]:
     return os.environ.get("MALLOC_TRIM_THRESHOLD_"), os.getpid()
 
