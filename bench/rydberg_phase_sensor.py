@@ -98,11 +98,52 @@ def onset(n_atoms: int, rb_over_a: float, order: int, threshold: float = 0.5, om
     return 0.5 * (lo + hi)
 
 
+def label_maps(sizes: list[int], png: Path, resolution: int = 25, omega: float = 1.6,
+               c6: float = 12_241_414.53) -> None:
+    """Thresholded structure-factor labels of the chain alone at each N on a grid of the protocol's box:
+    prints the fraction of the box per phase and the max order parameters, draws the label boundaries of
+    every N on one figure (one panel per order parameter map of the largest N)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from qep_analog.tasks.rydberg_chain import ChainSpec, chain_labels, chain_order
+
+    base = ChainSpec(n_atoms=7, omega=omega, c6=c6)
+    d = np.linspace(*base.detuning_range, resolution)
+    r = np.linspace(*base.rb_range, resolution)
+    grid = np.array([[x, y] for y in r for x in d])
+    fig, axes = plt.subplots(1, len(sizes), figsize=(3.3 * len(sizes), 3.2), sharey=True)
+    print("| N | disordered | Z2 | Z3 | max m_Z2 | max m_Z3 | s |\n|---|---|---|---|---|---|---|")
+    for ax, n in zip(np.atleast_1d(axes), sizes, strict=True):
+        spec = ChainSpec(n_atoms=n, omega=omega, c6=c6)
+        start = time.perf_counter()
+        order = chain_order(spec, grid)
+        labels = chain_labels(spec, grid, order).reshape(len(r), len(d))
+        frac = np.bincount(labels.ravel(), minlength=3) / labels.size
+        print(f"| {n} | {frac[0]:.3f} | {frac[1]:.3f} | {frac[2]:.3f} | {order[:, 0].max():.2f} | "
+              f"{order[:, 1].max():.2f} | {time.perf_counter() - start:.0f} |", flush=True)
+        ax.pcolormesh(d, r, labels, cmap=matplotlib.colors.ListedColormap(["#cccccc", "#4c72b0", "#dd8452"]),
+                      vmin=-0.5, vmax=2.5, shading="nearest")
+        for phase in (1, 2):
+            if np.any(labels == phase):
+                ax.contour(d, r, (labels == phase).astype(float), levels=[0.5], colors="k", linewidths=1.0)
+        for line in (1.0, 2.0):
+            ax.axhline(line, color="k", ls=":", lw=0.8)
+        ax.set_title(f"N = {n}: labels (grey dis., blue Z2, orange Z3)", fontsize=7)
+        ax.set_xlabel("Δ/Ω")
+    np.atleast_1d(axes)[0].set_ylabel("R_b/a")
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=130, bbox_inches="tight")
+    print(f"wrote {png}")
+
+
 def figure(results: dict, sizes: list[int], png: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
-    from qep_analog.tasks.rydberg_phases import phase_map_figure
+    from qep_analog.tasks.rydberg_phases_run import phase_map_figure
 
     fig = phase_map_figure(results)
     ax = fig.axes[0]
@@ -133,7 +174,12 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="*", default=[9, 10], help="chain lengths for boundary contours")
     parser.add_argument("--onsets", action="store_true",
                         help="only print the Δ/Ω where m_Z2 (R_b/a = 1.5) and m_Z3 (R_b/a = 2.4) reach 0.5 against N")
+    parser.add_argument("--labels", type=Path, default=None,
+                        help="only draw the chain's labels at each N of --sizes into this PNG and print the fractions")
     args = parser.parse_args()
+    if args.labels is not None:
+        label_maps(args.sizes, args.labels)
+        return
     if args.onsets:
         print("| order | R_b/a | N | Δ/Ω where m ≥ 0.5 |\n|---|---|---|---|")
         for order, rb, sizes in ((0, 1.5, (7, 9, 11, 13)), (1, 2.4, (7, 10, 13))):

@@ -124,7 +124,7 @@ def _inverse_design(results: dict):
 
 
 def _rydberg_phases(results: dict):
-    from qep_analog.tasks.rydberg_phases import phase_map_figure
+    from qep_analog.tasks.rydberg_phases_run import phase_map_figure
 
     return phase_map_figure(results)
 

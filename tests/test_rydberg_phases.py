@@ -103,6 +103,50 @@ def test_qep_gradient_matches_finite_differences_of_the_cost(units: str):
     assert 3.0 < errs[0] / errs[1] < 5.0
 
 
+def test_hidden_third_sensor_atom_gradient_matches_finite_differences():
+    """A 3-atom sensor (A, B read, C hidden): 9 parameters, QEP vs central FD of the mean exact ⟨Ĉ⟩, 3 + 3 atoms;
+    the hidden atom is in the register but not in the cost."""
+    spec = ChainSpec(n_atoms=3, omega=1.6, c6=float(DEVICE.interaction_coeff), rb_range=(1.0, 2.2))
+    inputs, labels = np.array([[2.5, 1.5], [3.0, 2.1], [0.5, 2.0]]), np.array([1, 2, 0])
+    task = RydbergPhaseTask(chain=spec, device=DEVICE, offsets=[[-1.1, 0.3], [0.6, 1.1], [2.0, -1.2]],
+                            detunings=[0.4, -0.3, 0.8], backend=ExactBackend(),
+                            config=GradientConfig(estimator="symmetric", nudge="cost-operator", beta=0.01),
+                            inputs=inputs, labels=labels)
+    assert task.parameter_names == ("x_A", "y_A", "x_B", "y_B", "x_C", "y_C", "delta_A", "delta_B", "delta_C")
+    assert [o.name for o in task.hamiltonian.outputs] == ["n_3", "n_4"]
+    theta = task.initial_theta(_config())
+    qep = task.gradient(theta, np.arange(3), Draw(0, 0)).gradient
+
+    def cost(th):
+        return scores(task.outcome_probabilities(th, inputs), labels)["loss"]
+
+    fd = np.array([(cost(theta + 1e-4 * e) - cost(theta - 1e-4 * e)) / 2e-4 for e in np.eye(9)])
+    assert np.abs(fd[4:6]).max() > 1e-4 and abs(fd[8]) > 1e-5  # the hidden atom matters
+    assert np.linalg.norm(qep - fd) < 1e-3 * np.linalg.norm(fd)
+
+
+def test_lobpcg_backend_matches_exact_on_a_wide_spectrum():
+    """exact-lobpcg gives exact's ground state (energy, state, gap) at R_b/a = 2.8 (J_nn ≈ 480 Ω), free and
+    nudged, on 7 + 2 atoms (512 states, above dense_max_dim)."""
+    from qep_analog.equilibrium.base import get_backend
+    from qep_analog.models.pauli import PauliProduct, PauliSum
+
+    spec = ChainSpec(n_atoms=7, omega=1.6, c6=float(DEVICE.interaction_coeff))
+    task = _task(spec, units="spacing")
+    lob, ref = get_backend("exact-lobpcg", tol=1e-9), ExactBackend(tol=1e-10)
+    h = task.hamiltonian
+    nudge = PauliSum(((0.3, PauliProduct.parse("n7", h.n_qubits)),))
+    for point in ([2.7, 2.8], [0.5, 2.4], [3.5, 1.3]):
+        theta, x = task.sample_theta(task.register(point, task.offsets), task.detunings), task.controls(point)
+        free = lob.prepare(h, theta, x)
+        assert free.info["method"] == "lobpcg"
+        for mine, theirs in ((free, ref.prepare(h, theta, x)),
+                             (lob.prepare(h, theta, x, nudge=nudge, reference=free), ref.prepare(h, theta, x, nudge))):
+            assert mine.energy == pytest.approx(theirs.energy, abs=1e-8 * abs(theirs.energy))
+            assert mine.gap == pytest.approx(theirs.gap, rel=1e-6)
+            assert abs(np.vdot(mine.state, theirs.state)) ** 2 == pytest.approx(1.0, abs=1e-9)
+
+
 def _config():
     from qep_analog.learning.driver import TrainingConfig
 
@@ -149,7 +193,7 @@ def test_bad_sensors_are_refused():
                          detunings=[0, 0], backend=ExactBackend(),
                          config=GradientConfig(estimator="symmetric", nudge="cost-operator"),
                          inputs=[[1.0, 1.5]], labels=[0])
-    with pytest.raises(QepValueError, match="2 atoms"):
+    with pytest.raises(QepValueError, match="2 or 3 atoms"):
         RydbergPhaseTask(chain=spec, device=DEVICE, offsets=[[-6, 0]], detunings=[0], backend=ExactBackend(),
                          config=GradientConfig(estimator="symmetric", nudge="cost-operator"),
                          inputs=[[1.0, 1.5]], labels=[0])

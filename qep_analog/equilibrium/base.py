@@ -112,6 +112,7 @@ _REGISTRY: dict[str, Callable[..., EquilibriumBackend]] = {}
 # Backends living in modules that import heavy optional dependencies are registered lazily.
 _LAZY = {
     "exact": "qep_analog.equilibrium.exact",
+    "exact-lobpcg": "qep_analog.equilibrium.preconditioned",
     "gibbs": "qep_analog.equilibrium.exact",
     "cooling": "qep_analog.equilibrium.cooling",
     "adiabatic": "qep_analog.equilibrium.adiabatic",

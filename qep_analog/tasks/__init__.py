@@ -23,7 +23,7 @@ from __future__ import annotations
 from qep_analog.tasks.inverse_design import run_inverse_design
 from qep_analog.tasks.oscillator import run_oscillator
 from qep_analog.tasks.rydberg import run_rydberg
-from qep_analog.tasks.rydberg_phases import run_rydberg_phases
+from qep_analog.tasks.rydberg_phases_run import run_rydberg_phases
 from qep_analog.tasks.supervised import run_classifier, run_phase_sensor
 from qep_analog.tasks.unsupervised import run_exploration, run_sensitivity
 

@@ -1,8 +1,11 @@
-"""Rydberg-native phase recognition: a 2-atom sensor beside a Rydberg chain, trained by QEP.
+"""Rydberg-native phase recognition: a 2- or 3-atom sensor beside a Rydberg chain, trained by QEP.
+
+(The protocol side, data and figure are in :mod:`qep_analog.tasks.rydberg_phases_run`.)
 
 The Wanjura–Marquardt phase sensor (PHYSICS.md §2) with system and sensor both Rydberg atoms.
 For a sample (Δ/Ω, R_b/a) the register is the chain of :mod:`qep_analog.tasks.rydberg_chain`
-(N atoms at spacing a, centred on the origin) plus two sensor atoms s = A, B at trainable offsets
+(N atoms at spacing a, centred on the origin) plus two read-out sensor atoms s = A, B (and optionally a
+hidden third atom C, trained but never read) at trainable offsets
 from chain atom 0: r_s = r_0 + a u_s with u_s in units of the spacing (``sensor_units = "spacing"``,
 the default: the sensor sits on the chain's own lattice and sees the chain in units of R_b/a), or
 r_s = r_0 + o_s with o_s in µm (``"um"``: a placement that does not follow the spacing). The whole
@@ -53,12 +56,13 @@ from qep_analog.learning.driver import Draw, StepEstimate, TrainingConfig
 from qep_analog.learning.gradient import GradientConfig, estimate_gradient
 from qep_analog.models.hamiltonian import Hamiltonian, Output, Term
 from qep_analog.models.pauli import PauliProduct, PauliSum
-from qep_analog.tasks.rydberg_chain import PHASES, ChainSpec
+from qep_analog.tasks.rydberg_chain import ChainSpec
 
 # sensor bitstring (n_A, n_B) that names each phase of PHASES; (1, 1) names none
 CODES = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
 OUTCOMES = ("gg", "rg", "gr", "rr")
-N_SENSOR = 2
+N_SENSOR = 2  # read-out atoms A, B; a third sensor atom C, if any, is hidden (trained, never read)
+SENSOR_SIZES = (2, 3)
 
 
 def sensor_hamiltonian(n_chain: int, n_sensor: int = N_SENSOR) -> Hamiltonian:
@@ -66,7 +70,8 @@ def sensor_hamiltonian(n_chain: int, n_sensor: int = N_SENSOR) -> Hamiltonian:
 
     Inputs ``omega`` (½ X_i on every atom) and ``delta_global`` (−n_i on every atom); parameters
     ``delta_s`` (−n on sensor atom s = N, N + 1, …) and ``J_i_j`` (n_i n_j, every pair); outputs
-    ``n_s`` on the sensor atoms. A sample's θ holds its register's couplings C6/r⁶.
+    ``n_s`` on the two read-out atoms s = N, N + 1 (a third sensor atom is hidden). A sample's θ holds
+    its register's couplings C6/r⁶.
     """
     n = n_chain + n_sensor
     terms: list[Term] = []
@@ -83,7 +88,7 @@ def sensor_hamiltonian(n_chain: int, n_sensor: int = N_SENSOR) -> Hamiltonian:
             terms.append(Term(name=f"J_{i}_{j}", operator=PauliProduct.parse(f"n{i} n{j}", n), role="trainable",
                               parameter=f"J_{i}_{j}"))
     outputs = tuple(Output(name=f"n_{s}", observable=PauliSum(((1.0, PauliProduct.parse(f"n{s}", n)),)))
-                    for s in range(n_chain, n))
+                    for s in range(n_chain, n_chain + N_SENSOR))
     return Hamiltonian(n_qubits=n, terms=tuple(terms), outputs=outputs,
                        description=f"Rydberg chain of {n_chain} + {n_sensor}-atom sensor")
 
@@ -172,9 +177,10 @@ class RydbergPhaseTask:
                                 f"{self.device.name!r} has none")
         self.offsets = np.asarray(self.offsets, dtype=float).reshape(-1, 2)
         self.detunings = np.asarray(self.detunings, dtype=float).reshape(-1)
-        if self.offsets.shape != (N_SENSOR, 2) or self.detunings.shape != (N_SENSOR,):
-            raise QepValueError(f"the sensor has {N_SENSOR} atoms: 'chain.sensor_offsets' must be {N_SENSOR} "
-                                f"[x, y] offsets and 'device.detunings' {N_SENSOR} values, not "
+        n_s = len(self.offsets)
+        if n_s not in SENSOR_SIZES or self.offsets.shape != (n_s, 2) or self.detunings.shape != (n_s,):
+            raise QepValueError(f"the sensor has 2 or 3 atoms (A, B read, C hidden): 'chain.sensor_offsets' "
+                                f"must be as many [x, y] offsets as 'device.detunings' has values, not "
                                 f"{self.offsets.tolist()} and {self.detunings.tolist()}")
         self.inputs = np.atleast_2d(np.asarray(self.inputs, dtype=float))
         self.labels = np.asarray(self.labels, dtype=int).reshape(-1)
@@ -195,15 +201,21 @@ class RydbergPhaseTask:
 
     # -------------------------------------------------------------- parameters
     @property
+    def n_sensor(self) -> int:
+        return len(self.detunings)
+
+    @property
     def parameter_names(self) -> tuple[str, ...]:
-        return ("x_A", "y_A", "x_B", "y_B", "delta_A", "delta_B")
+        atoms = "ABC"[:self.n_sensor]
+        return tuple(f"{c}_{a}" for a in atoms for c in "xy") + tuple(f"delta_{a}" for a in atoms)
 
     @property
     def n_samples(self) -> int:
         return len(self.labels)
 
     def parameter_groups(self) -> dict[str, np.ndarray]:
-        return {"positions": np.arange(4), "detunings": np.arange(4, 6)}
+        k = 2 * self.n_sensor
+        return {"positions": np.arange(k), "detunings": np.arange(k, k + self.n_sensor)}
 
     def initial_theta(self, config: TrainingConfig) -> np.ndarray:
         if config.theta0 is not None:
@@ -215,14 +227,15 @@ class RydbergPhaseTask:
     def theta_of(offsets, detunings) -> np.ndarray:
         return np.concatenate([np.asarray(offsets, dtype=float).ravel(), np.asarray(detunings, dtype=float)])
 
-    @staticmethod
-    def split(theta) -> tuple[np.ndarray, np.ndarray]:
+    def split(self, theta) -> tuple[np.ndarray, np.ndarray]:
+        """(offsets (n_s, 2), detunings (n_s,)) of θ = (x_A, y_A, x_B, y_B, [x_C, y_C,] δ_A, δ_B[, δ_C])."""
         theta = np.asarray(theta, dtype=float)
-        return theta[:4].reshape(2, 2), theta[4:6]
+        k = 2 * self.n_sensor
+        return theta[:k].reshape(-1, 2), theta[k:k + self.n_sensor]
 
     @cached_property
     def hamiltonian(self) -> Hamiltonian:
-        return sensor_hamiltonian(self.chain.n_atoms)
+        return sensor_hamiltonian(self.chain.n_atoms, self.n_sensor)
 
     # -------------------------------------------------------------- registers
     def register(self, point, offsets) -> np.ndarray:
@@ -324,14 +337,16 @@ class RydbergPhaseTask:
                 if not np.array_equal(kept, off[s]):
                     off[s] = kept
                     moved = True
-            d = off[0] - off[1]
-            dist = float(np.linalg.norm(d))
-            if dist < dmin:
-                u = d / dist if dist > 0 else np.array([1.0, 0.0])
-                shift = 0.5 * (dmin - dist) * u
-                off[0] += shift
-                off[1] -= shift
-                moved = True
+            for s in range(len(off)):
+                for t in range(s + 1, len(off)):
+                    d = off[s] - off[t]
+                    dist = float(np.linalg.norm(d))
+                    if dist < dmin:
+                        u = d / dist if dist > 0 else np.array([1.0, 0.0])
+                        shift = 0.5 * (dmin - dist) * u
+                        off[s] += shift
+                        off[t] -= shift
+                        moved = True
             if not moved:
                 break
         return off, det
@@ -358,14 +373,15 @@ class RydbergPhaseTask:
                                    positions, c6))
         results = (self.executor or SerialExecutor()).map(_sample_gradient, jobs)
         kept = [r for r in results if not r["dropped"]]
-        grad = np.zeros(6)
+        k = 2 * self.n_sensor
+        grad = np.zeros(3 * self.n_sensor)
         if kept:  # offsets in units of a: ∂L/∂u = a ∂L/∂r
             scale = [self.chain.controls(self.inputs[i])[1] if self.offset_units == "spacing" else 1.0 for i in batch]
-            grad[:4] = np.mean([w * r["positions"] for w, r in zip(scale, results, strict=True) if not r["dropped"]],
+            grad[:k] = np.mean([w * r["positions"] for w, r in zip(scale, results, strict=True) if not r["dropped"]],
                                axis=0).ravel()
-            grad[4:] = np.mean([r["detunings"] for r in kept], axis=0)
+            grad[k:] = np.mean([r["detunings"] for r in kept], axis=0)
         if not self.train_positions:
-            grad[:4] = 0.0
+            grad[:k] = 0.0
         preps = [r["preparations"] for r in results]
         return StepEstimate(gradient=grad, loss=float(np.mean([r["loss"] for r in results])),
                             preparations=None if any(p is None for p in preps) else int(sum(preps)),
@@ -406,170 +422,3 @@ def scores(probabilities: np.ndarray, labels: np.ndarray) -> dict:
     cost = (1 - 2 * code[:, 0]) * n_a + code[:, 0] + (1 - 2 * code[:, 1]) * n_b + code[:, 1]
     return {"loss": float(np.mean(cost)), "accuracy": float(np.mean(np.argmax(p[:, :3], axis=1) == labels)),
             "single_shot_accuracy": float(np.mean(p[rows, labels]))}
-
-
-def detuning_only_baseline(train_inputs, train_labels, test_inputs, test_labels, bins: int = 20) -> float:
-    """Test accuracy of the majority label per Δ/Ω bin of the training set: what a reader of Δ/Ω alone
-    (e.g. a sensor that does not see the chain) can reach at best on this box, up to binning."""
-    edges = np.linspace(np.min(train_inputs[:, 0]), np.max(train_inputs[:, 0]), bins + 1)
-    tr = np.clip(np.digitize(train_inputs[:, 0], edges) - 1, 0, bins - 1)
-    te = np.clip(np.digitize(test_inputs[:, 0], edges) - 1, 0, bins - 1)
-    majority = np.zeros(bins, dtype=int)
-    for b in range(bins):
-        counts = np.bincount(np.asarray(train_labels)[tr == b], minlength=len(PHASES))
-        majority[b] = int(np.argmax(counts)) if counts.sum() else 0
-    return float(np.mean(majority[te] == np.asarray(test_labels)))
-
-
-# ----------------------------------------------------------------------------- protocol
-CHAIN_KEYS = {"n_atoms": (int,), "detuning_over_omega": (list,), "rb_over_a": (list,), "z2_threshold": (int, float),
-              "z3_threshold": (int, float), "sensor_offsets": (list,), "sensor_units": (str,)}
-_SENSOR_DEVICE_KEYS = ("name", "omega", "detunings", "train_positions", "position_learning_rate")
-
-
-def validate_chain_section(section) -> None:
-    """The ``[chain]`` section: ``n_atoms``, ``detuning_over_omega`` and ``rb_over_a`` ([low, high]),
-    ``z2_threshold``, ``z3_threshold`` (see :class:`~qep_analog.tasks.rydberg_chain.ChainSpec`), and the
-    sensor's initial ``sensor_offsets`` ([[x_A, y_A], [x_B, y_B]] from chain atom 0) in ``sensor_units``
-    ("spacing": units of the chain spacing a, the default; "um": µm)."""
-    if not isinstance(section, dict):
-        raise QepValueError("[chain] must be a table")
-    for key, value in section.items():
-        if key not in CHAIN_KEYS:
-            raise QepValueError(f"unknown key 'chain.{key}'; allowed: {sorted(CHAIN_KEYS)}")
-        if isinstance(value, bool) or not isinstance(value, CHAIN_KEYS[key]):
-            raise QepValueError(f"'chain.{key}' has the wrong type: {value!r}")
-        if key in ("detuning_over_omega", "rb_over_a") and (len(value) != 2 or not all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in value)):
-            raise QepValueError(f"'chain.{key}' must be [low, high], not {value!r}")
-        if key == "sensor_offsets" and not all(
-                isinstance(row, list) and len(row) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                                                                and abs(v) < 1e3 for v in row) for row in value):
-            raise QepValueError(f"'chain.sensor_offsets' must be [[x, y], …] with |x|, |y| < 1000, not {value!r}")
-
-
-def chain_spec(protocol, device) -> ChainSpec:
-    c = protocol.section("chain")
-    d = protocol.section("device")
-    opts = {"n_atoms": c.get("n_atoms", 7), "omega": float(d.get("omega", 1.6)), "c6": float(device.interaction_coeff)}
-    for key, name in (("detuning_over_omega", "detuning_range"), ("rb_over_a", "rb_range")):
-        if key in c:
-            opts[name] = tuple(float(v) for v in c[key])
-    for key in ("z2_threshold", "z3_threshold"):
-        if key in c:
-            opts[key] = float(c[key])
-    return ChainSpec(**opts)
-
-
-def _data(ctx, spec: ChainSpec):
-    from qep_analog.tasks.common import require_int
-    from qep_analog.tasks.rydberg_chain import chain_labels, chain_order
-
-    d = ctx.protocol.section("data")
-    if d.get("kind", "chain-phases") != "chain-phases":
-        raise QepValueError(f"'data.kind' must be 'chain-phases' for task 'rydberg-phases', not {d.get('kind')!r}")
-    extra = sorted(set(d) - {"kind", "n_train", "n_test", "seed"})
-    if extra:
-        raise QepValueError(f"key(s) {['data.' + k for k in extra]} do not apply to task 'rydberg-phases'")
-    n_train = require_int(d, "n_train", 300, 1, "data")
-    n_test = require_int(d, "n_test", 200, 1, "data")
-    if n_train + n_test > 100_000:
-        raise QepValueError(f"'data.n_train' + 'data.n_test' must be ≤ 100000, not {n_train + n_test}")
-    rng = np.random.default_rng([require_int(d, "seed", 0, 0, "data"), 17])
-    points = spec.sample(n_train + n_test, rng)
-    order = chain_order(spec, points)
-    labels = chain_labels(spec, points, order)
-    return points[:n_train], labels[:n_train], points[n_train:], labels[n_train:], order
-
-
-def run_rydberg_phases(ctx) -> dict:
-    """``qep-analog train`` task ``rydberg-phases`` (protocol: protocols/rydberg_phase_sensor.toml)."""
-    from qep_analog.device.devices import load_device
-    from qep_analog.tasks.build import build_backend, build_gradient_config
-    from qep_analog.tasks.common import drive, require_int
-    from qep_analog.tasks.rydberg_chain import chain_labels, chain_order
-
-    dev = ctx.protocol.section("device")
-    unused = sorted(set(dev) - set(_SENSOR_DEVICE_KEYS))
-    if unused:
-        raise QepValueError(f"key(s) {['device.' + k for k in unused]} do not apply to task 'rydberg-phases' "
-                            f"(it uses {list(_SENSOR_DEVICE_KEYS)})")
-    device = load_device(dev.get("name", "WeightedAnalogDevice"))
-    spec = chain_spec(ctx.protocol, device)
-    x_train, y_train, x_test, y_test, _ = _data(ctx, spec)
-    chain = ctx.protocol.section("chain")
-    task = RydbergPhaseTask(chain=spec, device=device, offsets=chain.get("sensor_offsets", [[-1.0, 0.0], [1.0, 1.0]]),
-                            offset_units=chain.get("sensor_units", "spacing"),
-                            detunings=dev.get("detunings", [0.0, 0.0]), backend=build_backend(ctx.protocol),
-                            config=build_gradient_config(ctx.protocol), inputs=x_train, labels=y_train,
-                            test_inputs=x_test, test_labels=y_test,
-                            train_positions=bool(dev.get("train_positions", True)), executor=ctx.executor)
-    driver = drive(ctx, task, optimizer="adam", learning_rate=0.05, steps=60, batch_size=10,
-                   learning_rates={"positions": float(dev.get("position_learning_rate", 0.3))})
-    theta = driver.parameters_
-    hist = driver.history_
-    final = {**task.evaluate(theta), **driver.totals()}
-    final.update({"initial_test_accuracy": hist[0].get("test_accuracy"),
-                  "initial_test_single_shot_accuracy": hist[0].get("test_single_shot_accuracy"),
-                  "detuning_only_baseline": detuning_only_baseline(x_train, y_train, x_test, y_test),
-                  "class_fractions_test": np.bincount(y_test, minlength=3).astype(float) / len(y_test),
-                  "blockade_radius_um": spec.blockade_radius_um, "spacing_range_um": list(spec.spacing_range_um),
-                  "n_chain": spec.n_atoms, "device": device.name, "objective": task.config.objective.name})
-    res = require_int(ctx.protocol.section("task"), "plot_resolution", 12, 2, "task")
-    d_axis = np.linspace(*spec.detuning_range, res)
-    r_axis = np.linspace(*spec.rb_range, res)
-    grid = np.array([[d, r] for r in r_axis for d in d_axis])
-    probs = task.outcome_probabilities(theta, grid)
-    order = chain_order(spec, grid)
-    exact = chain_labels(spec, grid, order)
-    final["grid_accuracy"] = float(np.mean(np.argmax(probs[:, :3], axis=1) == exact))
-    offsets, detunings = task.split(theta)
-    return {"history": hist, "final": final, "theta": driver.named(), **driver.last_iterate(),
-            "plot": {"detuning_over_omega": d_axis.tolist(), "rb_over_a": r_axis.tolist(),
-                     "outcome_probabilities": probs.tolist(), "labels": exact.tolist(), "order": order.tolist(),
-                     "phases": list(PHASES), "outcomes": list(OUTCOMES), "n_chain": spec.n_atoms,
-                     "thresholds": [spec.z2_threshold, spec.z3_threshold],
-                     "sensor_offsets": offsets.tolist(), "sensor_detunings": detunings.tolist(),
-                     "sensor_units": task.offset_units, "initial_offsets": task.offsets.tolist(),
-                     "test_inputs": x_test.tolist(), "test_labels": y_test.tolist()}}
-
-
-def phase_map_figure(results: dict):
-    """Predicted phase (max-choice) over (Δ/Ω, R_b/a), the chain's order-parameter labels as contours,
-    and the blockade criterion R_b/a = 1, 2, 3 (nearest / next-nearest neighbours blockaded)."""
-    import matplotlib.pyplot as plt
-    from matplotlib.colors import ListedColormap
-
-    p = results["plot"]
-    d, r = np.array(p["detuning_over_omega"]), np.array(p["rb_over_a"])
-    probs = np.array(p["outcome_probabilities"]).reshape(len(r), len(d), 4)
-    pred = np.argmax(probs[..., :3], axis=-1)
-    labels = np.array(p["labels"]).reshape(len(r), len(d))
-    cmap = ListedColormap(["#cccccc", "#4c72b0", "#dd8452"])
-    fig, ax = plt.subplots(figsize=(6.2, 4.6))
-    ax.pcolormesh(d, r, pred, cmap=cmap, vmin=-0.5, vmax=2.5, shading="nearest", alpha=0.85)
-    for phase in (1, 2):  # the boundary of each ordered phase's label region
-        if np.any(labels == phase):
-            ax.contour(d, r, (labels == phase).astype(float), levels=[0.5], colors="k", linewidths=1.2)
-    for line in (1.0, 2.0, 3.0):
-        if r.min() <= line <= r.max():
-            ax.axhline(line, color="k", ls=":", lw=0.8)
-    handles = [plt.Rectangle((0, 0), 1, 1, color=cmap(i)) for i in range(3)]
-    ax.legend(handles, [f"sensor says {ph}" for ph in p["phases"]], loc="upper left", fontsize=7)
-    ax.set_xlabel("Δ/Ω")
-    ax.set_ylabel("R_b/a")
-    acc = results["final"].get("test_accuracy", float("nan"))
-    single = results["final"].get("test_single_shot_accuracy", float("nan"))
-    ax.set_title(f"N = {p['n_chain']} chain + 2-atom sensor: test max-choice {acc:.3f}, single-shot {single:.3f}\n"
-                 f"black: labels from m_Z2, m_Z3 ≥ {p['thresholds']} at N = {p['n_chain']}; dotted: R_b/a = 1, 2",
-                 fontsize=8)
-    return fig
-
-
-def _register() -> None:
-    from qep_analog.protocol import register_section
-
-    register_section("chain", validate_chain_section)
-
-
-_register()

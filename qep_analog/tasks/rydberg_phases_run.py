@@ -1,0 +1,192 @@
+"""The protocol side of the Rydberg phase sensor (task ``rydberg-phases``): the ``[chain]`` section,
+the data set, the run, and the phase-map figure. The task itself is :mod:`qep_analog.tasks.rydberg_phases`;
+the chain and its labels are :mod:`qep_analog.tasks.rydberg_chain`.
+
+Data (``[data]``, ``kind = "chain-phases"``): ``n_train + n_test`` points (Δ/Ω, R_b/a) uniform in the
+box from ``seed``; the last ``n_validation`` training points are held out as a validation set (never
+trained on), scored exactly on the final θ like the test set, for choosing designs without the test set.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from qep_analog.errors import QepValueError
+from qep_analog.tasks.rydberg_chain import PHASES, ChainSpec
+from qep_analog.tasks.rydberg_phases import OUTCOMES, RydbergPhaseTask, scores
+
+
+def detuning_only_baseline(train_inputs, train_labels, test_inputs, test_labels, bins: int = 20) -> float:
+    """Test accuracy of the majority label per Δ/Ω bin of the training set: what a reader of Δ/Ω alone
+    (e.g. a sensor that does not see the chain) can reach at best on this box, up to binning."""
+    edges = np.linspace(np.min(train_inputs[:, 0]), np.max(train_inputs[:, 0]), bins + 1)
+    tr = np.clip(np.digitize(train_inputs[:, 0], edges) - 1, 0, bins - 1)
+    te = np.clip(np.digitize(test_inputs[:, 0], edges) - 1, 0, bins - 1)
+    majority = np.zeros(bins, dtype=int)
+    for b in range(bins):
+        counts = np.bincount(np.asarray(train_labels)[tr == b], minlength=len(PHASES))
+        majority[b] = int(np.argmax(counts)) if counts.sum() else 0
+    return float(np.mean(majority[te] == np.asarray(test_labels)))
+
+
+# ----------------------------------------------------------------------------- protocol
+CHAIN_KEYS = {"n_atoms": (int,), "detuning_over_omega": (list,), "rb_over_a": (list,), "z2_threshold": (int, float),
+              "z3_threshold": (int, float), "sensor_offsets": (list,), "sensor_units": (str,)}
+_SENSOR_DEVICE_KEYS = ("name", "omega", "detunings", "train_positions", "position_learning_rate")
+
+
+def validate_chain_section(section) -> None:
+    """The ``[chain]`` section: ``n_atoms``, ``detuning_over_omega`` and ``rb_over_a`` ([low, high]),
+    ``z2_threshold``, ``z3_threshold`` (see :class:`~qep_analog.tasks.rydberg_chain.ChainSpec`), and the
+    sensor's initial ``sensor_offsets`` ([[x_A, y_A], [x_B, y_B]] from chain atom 0) in ``sensor_units``
+    ("spacing": units of the chain spacing a, the default; "um": µm)."""
+    if not isinstance(section, dict):
+        raise QepValueError("[chain] must be a table")
+    for key, value in section.items():
+        if key not in CHAIN_KEYS:
+            raise QepValueError(f"unknown key 'chain.{key}'; allowed: {sorted(CHAIN_KEYS)}")
+        if isinstance(value, bool) or not isinstance(value, CHAIN_KEYS[key]):
+            raise QepValueError(f"'chain.{key}' has the wrong type: {value!r}")
+        if key in ("detuning_over_omega", "rb_over_a") and (len(value) != 2 or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in value)):
+            raise QepValueError(f"'chain.{key}' must be [low, high], not {value!r}")
+        if key == "sensor_offsets" and not all(
+                isinstance(row, list) and len(row) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                                and abs(v) < 1e3 for v in row) for row in value):
+            raise QepValueError(f"'chain.sensor_offsets' must be [[x, y], …] with |x|, |y| < 1000, not {value!r}")
+
+
+def chain_spec(protocol, device) -> ChainSpec:
+    c = protocol.section("chain")
+    d = protocol.section("device")
+    opts = {"n_atoms": c.get("n_atoms", 7), "omega": float(d.get("omega", 1.6)), "c6": float(device.interaction_coeff)}
+    for key, name in (("detuning_over_omega", "detuning_range"), ("rb_over_a", "rb_range")):
+        if key in c:
+            opts[name] = tuple(float(v) for v in c[key])
+    for key in ("z2_threshold", "z3_threshold"):
+        if key in c:
+            opts[key] = float(c[key])
+    return ChainSpec(**opts)
+
+
+def _data(ctx, spec: ChainSpec):
+    from qep_analog.tasks.common import require_int
+    from qep_analog.tasks.rydberg_chain import chain_labels, chain_order
+
+    d = ctx.protocol.section("data")
+    if d.get("kind", "chain-phases") != "chain-phases":
+        raise QepValueError(f"'data.kind' must be 'chain-phases' for task 'rydberg-phases', not {d.get('kind')!r}")
+    extra = sorted(set(d) - {"kind", "n_train", "n_test", "n_validation", "seed"})
+    if extra:
+        raise QepValueError(f"key(s) {['data.' + k for k in extra]} do not apply to task 'rydberg-phases'")
+    n_train = require_int(d, "n_train", 300, 1, "data")
+    n_test = require_int(d, "n_test", 200, 1, "data")
+    if n_train + n_test > 100_000:
+        raise QepValueError(f"'data.n_train' + 'data.n_test' must be ≤ 100000, not {n_train + n_test}")
+    rng = np.random.default_rng([require_int(d, "seed", 0, 0, "data"), 17])
+    points = spec.sample(n_train + n_test, rng)
+    order = chain_order(spec, points)
+    labels = chain_labels(spec, points, order)
+    n_val = require_int(d, "n_validation", 0, 0, "data")
+    if n_val >= n_train:
+        raise QepValueError(f"'data.n_validation' must be smaller than 'data.n_train' = {n_train}, not {n_val}")
+    k = n_train - n_val  # the last n_validation training points are held out
+    return (points[:k], labels[:k], points[n_train:], labels[n_train:], points[k:n_train], labels[k:n_train])
+
+
+def run_rydberg_phases(ctx) -> dict:
+    """``qep-analog train`` task ``rydberg-phases`` (protocol: protocols/rydberg_phase_sensor.toml)."""
+    from qep_analog.device.devices import load_device
+    from qep_analog.tasks.build import build_backend, build_gradient_config
+    from qep_analog.tasks.common import drive, require_int
+    from qep_analog.tasks.rydberg_chain import chain_labels, chain_order
+
+    dev = ctx.protocol.section("device")
+    unused = sorted(set(dev) - set(_SENSOR_DEVICE_KEYS))
+    if unused:
+        raise QepValueError(f"key(s) {['device.' + k for k in unused]} do not apply to task 'rydberg-phases' "
+                            f"(it uses {list(_SENSOR_DEVICE_KEYS)})")
+    device = load_device(dev.get("name", "WeightedAnalogDevice"))
+    spec = chain_spec(ctx.protocol, device)
+    x_train, y_train, x_test, y_test, x_val, y_val = _data(ctx, spec)
+    chain = ctx.protocol.section("chain")
+    task = RydbergPhaseTask(chain=spec, device=device, offsets=chain.get("sensor_offsets", [[-1.0, 0.0], [1.0, 1.0]]),
+                            offset_units=chain.get("sensor_units", "spacing"),
+                            detunings=dev.get("detunings", [0.0, 0.0]), backend=build_backend(ctx.protocol),
+                            config=build_gradient_config(ctx.protocol), inputs=x_train, labels=y_train,
+                            test_inputs=x_test, test_labels=y_test,
+                            train_positions=bool(dev.get("train_positions", True)), executor=ctx.executor)
+    driver = drive(ctx, task, optimizer="adam", learning_rate=0.05, steps=60, batch_size=10,
+                   learning_rates={"positions": float(dev.get("position_learning_rate", 0.3))})
+    theta = driver.parameters_
+    hist = driver.history_
+    final = {**task.evaluate(theta), **driver.totals()}
+    if len(y_val):
+        scored = scores(task.outcome_probabilities(theta, x_val), y_val)
+        final.update({f"validation_exact_{k}": v for k, v in scored.items()})
+    final.update({"initial_test_accuracy": hist[0].get("test_accuracy"),
+                  "initial_test_single_shot_accuracy": hist[0].get("test_single_shot_accuracy"),
+                  "detuning_only_baseline": detuning_only_baseline(x_train, y_train, x_test, y_test),
+                  "class_fractions_test": np.bincount(y_test, minlength=3).astype(float) / len(y_test),
+                  "blockade_radius_um": spec.blockade_radius_um, "spacing_range_um": list(spec.spacing_range_um),
+                  "n_chain": spec.n_atoms, "device": device.name, "objective": task.config.objective.name})
+    res = require_int(ctx.protocol.section("task"), "plot_resolution", 12, 2, "task")
+    d_axis = np.linspace(*spec.detuning_range, res)
+    r_axis = np.linspace(*spec.rb_range, res)
+    grid = np.array([[d, r] for r in r_axis for d in d_axis])
+    probs = task.outcome_probabilities(theta, grid)
+    order = chain_order(spec, grid)
+    exact = chain_labels(spec, grid, order)
+    final["grid_accuracy"] = float(np.mean(np.argmax(probs[:, :3], axis=1) == exact))
+    offsets, detunings = task.split(theta)
+    return {"history": hist, "final": final, "theta": driver.named(), **driver.last_iterate(),
+            "plot": {"detuning_over_omega": d_axis.tolist(), "rb_over_a": r_axis.tolist(),
+                     "outcome_probabilities": probs.tolist(), "labels": exact.tolist(), "order": order.tolist(),
+                     "phases": list(PHASES), "outcomes": list(OUTCOMES), "n_chain": spec.n_atoms,
+                     "thresholds": [spec.z2_threshold, spec.z3_threshold],
+                     "sensor_offsets": offsets.tolist(), "sensor_detunings": detunings.tolist(),
+                     "sensor_units": task.offset_units, "initial_offsets": task.offsets.tolist(),
+                     "test_inputs": x_test.tolist(), "test_labels": y_test.tolist()}}
+
+
+def phase_map_figure(results: dict):
+    """Predicted phase (max-choice) over (Δ/Ω, R_b/a), the chain's order-parameter labels as contours,
+    and the blockade criterion R_b/a = 1, 2, 3 (nearest / next-nearest neighbours blockaded)."""
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
+
+    p = results["plot"]
+    d, r = np.array(p["detuning_over_omega"]), np.array(p["rb_over_a"])
+    probs = np.array(p["outcome_probabilities"]).reshape(len(r), len(d), 4)
+    pred = np.argmax(probs[..., :3], axis=-1)
+    labels = np.array(p["labels"]).reshape(len(r), len(d))
+    cmap = ListedColormap(["#cccccc", "#4c72b0", "#dd8452"])
+    fig, ax = plt.subplots(figsize=(6.2, 4.6))
+    ax.pcolormesh(d, r, pred, cmap=cmap, vmin=-0.5, vmax=2.5, shading="nearest", alpha=0.85)
+    for phase in (1, 2):  # the boundary of each ordered phase's label region
+        if np.any(labels == phase):
+            ax.contour(d, r, (labels == phase).astype(float), levels=[0.5], colors="k", linewidths=1.2)
+    for line in (1.0, 2.0, 3.0):
+        if r.min() <= line <= r.max():
+            ax.axhline(line, color="k", ls=":", lw=0.8)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=cmap(i)) for i in range(3)]
+    ax.legend(handles, [f"sensor says {ph}" for ph in p["phases"]], loc="upper left", fontsize=7)
+    ax.set_xlabel("Δ/Ω")
+    ax.set_ylabel("R_b/a")
+    acc = results["final"].get("test_accuracy", float("nan"))
+    single = results["final"].get("test_single_shot_accuracy", float("nan"))
+    n_sensor = len(p["sensor_offsets"])
+    ax.set_title(f"N = {p['n_chain']} chain + {n_sensor}-atom sensor: test max-choice {acc:.3f}, "
+                 f"single-shot {single:.3f}\n"
+                 f"black: labels from m_Z2, m_Z3 ≥ {p['thresholds']} at N = {p['n_chain']}; dotted: R_b/a = 1, 2",
+                 fontsize=8)
+    return fig
+
+
+def _register() -> None:
+    from qep_analog.protocol import register_section
+
+    register_section("chain", validate_chain_section)
+
+
+_register()
