@@ -97,7 +97,9 @@ class _Counts:
 def _noisy_bundle(n: int, trajectories: int = 100):
     import tempfile
 
-    from qep_analog.device.bundle import export_protocol, read_bundle, simulate_counts
+    from qep_analog.device.bundle import export_protocol
+    from qep_analog.device.bundle_io import read_bundle
+    from qep_analog.device.bundle_lab import simulate_counts
 
     tmp = Path(tempfile.mkdtemp(prefix="qep_scaling_"))
     # the classifier's 6-atom qep_lab_device register with 4 inline inputs: 4 × 3 phases = 12 sequences
@@ -177,11 +179,12 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         sizes = [len(pickle.dumps(t, protocol=pickle.HIGHEST_PROTOCOL)) for t in capture.tasks]
         t_pickle = time.perf_counter() - t0
-        rows = {}
+        rows, inside = {}, {}
         for workers in (1, 2):
             with DaskExecutor(workers=workers) as ex:
                 run(ex)  # ships the shared model once per worker
                 rows[workers] = _time(lambda run=run, ex=ex: run(ex), args.repeats)
+                inside[workers] = dict(ex._cost)  # seconds per task inside a worker, last map of each function
                 latency = _time(lambda ex=ex: ex.map(abs, range(2)), 5)[0]
         t1, t2 = rows[1][0], rows[2][0]
         same = all(rows[w][1].gradient == ref.gradient if isinstance(ref.gradient, dict)
@@ -197,6 +200,9 @@ def main(argv: list[str] | None = None) -> int:
               "of the serial time (shared model shipped once per worker instead)")
         print(f"  bitwise equal to serial on 1 and 2 workers: {same}")
         print(f"  per-map round trip of the 2-worker cluster (2 trivial chunks): {latency * 1e3:.1f} ms")
+        for w, costs in inside.items():
+            named = ", ".join(f"{k[1]} {v * 1e3:.1f} ms" for k, v in costs.items() if k[1] != "abs")
+            print(f"  measured inside the workers ({w}), per task of the last map: {named or '(phase tasks)'}")
         if name == "mps-one":  # one sample: the parallelism is its ±β phases, not samples
             print(f"  measured at P=2: {t_serial / t2:.2f}× (ceiling (t_free + 2 t_nudged)/(t_free + t_nudged))")
             continue

@@ -187,6 +187,7 @@ class DaskExecutor:
         self.workers, self.scheduler, self.scatter_bytes = workers, scheduler, scatter_bytes
         self.chunks_per_worker, self.granularity = chunks_per_worker, granularity
         self._cluster = None
+        self._nthreads: tuple[int, float] | None = None  # (threads, when asked)
         self._shared: dict[int, tuple[Any, Any]] = {}  # id(object) -> (object, future): keeps the object alive
         try:
             if workers is not None:
@@ -274,7 +275,11 @@ class DaskExecutor:
         return self.client.gather(futures)
 
     def _threads(self) -> int:
-        return max(sum(self.client.nthreads().values()), 1)
+        """Worker threads on the cluster, asked of the scheduler at most every 2 s (an RPC costs ~0.6 ms)."""
+        now = time.monotonic()
+        if self._nthreads is None or now - self._nthreads[1] > 2.0:
+            self._nthreads = (max(sum(self.client.nthreads().values()), 1), now)
+        return self._nthreads[0]
 
     def _chunks(self, tasks: list, cost: float | None = None) -> list[list]:
         """Consecutive runs of tasks, in order (so results are those of the serial map).

@@ -182,7 +182,8 @@ def _snapshot(root: Path) -> dict[str, tuple]:
 
 @pytest.fixture(scope="module")
 def good(tmp_path_factory):
-    from qep_analog.device.bundle import export_protocol, simulate_counts
+    from qep_analog.device.bundle import export_protocol
+    from qep_analog.device.bundle_lab import simulate_counts
 
     root = tmp_path_factory.mktemp("good")
     export_protocol(EXPORT_BASE, root / "b0", drawings=False)

@@ -61,7 +61,7 @@ def _export(args) -> int:
 
 
 def _update(args) -> int:
-    from qep_analog.device.bundle import update_bundle
+    from qep_analog.device.bundle_lab import update_bundle
 
     report = update_bundle(args.bundle, args.counts_dir, args.out, expected_device=args.device,
                            force=args.force, drawings=not args.no_drawings,
@@ -75,7 +75,7 @@ def _update(args) -> int:
 
 def _lab_counts(args) -> int:
     from qep_analog.device import limits
-    from qep_analog.device.bundle import simulate_counts
+    from qep_analog.device.bundle_lab import simulate_counts
 
     limits.check_number(args.seed, "--seed", low=0, high=limits.MAX_SEED, integer=True)
     if args.shots is not None:
@@ -84,7 +84,7 @@ def _lab_counts(args) -> int:
         limits.check_number(args.trajectories, "--trajectories", low=1, high=limits.MAX_TRAJECTORIES, integer=True)
     noise = None
     if args.device_noise:
-        from qep_analog.device.bundle import read_bundle
+        from qep_analog.device.bundle_io import read_bundle
 
         noise = read_bundle(args.bundle)["_device_object"].noise_model
         if noise is None:

@@ -8,14 +8,9 @@ import pulser
 import pytest
 
 from qep_analog.cli import main
-from qep_analog.device.bundle import (
-    apply_update,
-    model_from,
-    read_bundle,
-    simulate_counts,
-    update_bundle,
-    write_bundle,
-)
+from qep_analog.device.bundle import model_from, write_bundle
+from qep_analog.device.bundle_io import read_bundle
+from qep_analog.device.bundle_lab import apply_update, simulate_counts, update_bundle
 from qep_analog.device.devices import load_device
 from qep_analog.equilibrium import get_backend
 from qep_analog.equilibrium.adiabatic import emulate_pulser

@@ -14,7 +14,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from qep_analog.device.bundle import export_protocol, read_bundle, read_counts, simulate_counts
+from qep_analog.device.bundle import export_protocol
+from qep_analog.device.bundle_io import read_bundle, read_counts
+from qep_analog.device.bundle_lab import simulate_counts
 from qep_analog.errors import QepError
 
 BASE = Path(__file__).resolve().parents[1] / "data" / "bad" / "protocols" / "export_base_good.toml.txt"
@@ -155,7 +157,7 @@ def _check_counts(good: dict, manifest: dict, counts: Path) -> None:
 def test_update_with_one_field_replaced(lab, data, tmp_path):
     """The whole `update` (read, gradient, next bundle) on a good manifest with one field replaced and
     the checksum recomputed: a QepError, or a next bundle that reads back (slow: ~0.2 s per example)."""
-    from qep_analog.device.bundle import update_bundle
+    from qep_analog.device.bundle_lab import update_bundle
 
     root, good, _ = lab
     manifest = copy.deepcopy(good)

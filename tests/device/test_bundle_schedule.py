@@ -12,7 +12,8 @@ from pulser.sampler import sample
 from pulser.waveforms import CustomWaveform
 
 from qep_analog.cli import main
-from qep_analog.device.bundle import model_from, read_bundle, sample_nudge_operators, step_spec, write_bundle
+from qep_analog.device.bundle import model_from, sample_nudge_operators, step_spec, write_bundle
+from qep_analog.device.bundle_io import read_bundle
 from qep_analog.device.devices import load_device
 from qep_analog.device.protocol_section import SHAPES, validate_device_section
 from qep_analog.device.pulse_limits import ChannelLoad, channel_loads, check_pulse_limits

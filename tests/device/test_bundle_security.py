@@ -18,15 +18,9 @@ import pytest
 
 from qep_analog.cli import main
 from qep_analog.device import limits
-from qep_analog.device.bundle import (
-    atomic_directory,
-    export_protocol,
-    read_bundle,
-    read_counts,
-    simulate_counts,
-    update_bundle,
-    write_bundle,
-)
+from qep_analog.device.bundle import atomic_directory, export_protocol, write_bundle
+from qep_analog.device.bundle_io import read_bundle, read_counts
+from qep_analog.device.bundle_lab import simulate_counts, update_bundle
 from qep_analog.errors import QepValueError
 
 BASE = Path(__file__).resolve().parents[1] / "data" / "bad" / "protocols" / "export_base_good.toml.txt"
@@ -116,7 +110,7 @@ def test_sequence_file_must_be_hashed_and_is_rehashed_when_run(good, tmp_path, m
     """lab-counts runs only hashed sequence files, checking the bytes it actually reads."""
     bundle, _ = _copy(good, tmp_path)
     manifest = read_bundle(bundle)
-    import qep_analog.device.bundle as module
+    import qep_analog.device.bundle_lab as module
 
     real = module.read_bundle
 
@@ -203,7 +197,7 @@ def test_update_writes_strict_json_and_refuses_non_finite(good, tmp_path, monkey
     report = _strict((tmp_path / "next" / "gradient.json").read_text())
     assert all(math.isfinite(v) for v in report["stderr"] + report["gradient"])
     _strict((tmp_path / "next" / "manifest.json").read_text())
-    import qep_analog.device.bundle as module
+    import qep_analog.device.bundle_lab as module
 
     real = module.gradient_from_bits
 

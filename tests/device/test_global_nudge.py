@@ -6,15 +6,9 @@ import math
 import numpy as np
 import pytest
 
-from qep_analog.device.bundle import (
-    _canonical,
-    _sha,
-    read_bundle,
-    sample_nudges,
-    step_spec,
-    update_bundle,
-    write_bundle,
-)
+from qep_analog.device.bundle import _canonical, _sha, sample_nudges, step_spec, write_bundle
+from qep_analog.device.bundle_io import read_bundle
+from qep_analog.device.bundle_lab import update_bundle
 from qep_analog.device.devices import list_devices, load_device
 from qep_analog.device.lab import job_split, lab_metadata, read_lab_file, shot_bill
 from qep_analog.device.rydberg import RydbergModel

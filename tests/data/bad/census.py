@@ -48,7 +48,8 @@ def main() -> int:
     import qep_analog
     import qep_analog.device.devices as device_module
     from qep_analog.cli import main as cli
-    from qep_analog.device.bundle import export_protocol, simulate_counts
+    from qep_analog.device.bundle import export_protocol
+    from qep_analog.device.bundle_lab import simulate_counts
 
     print("code under test:", qep_analog.__file__, flush=True)
     devices_dir = Path(qep_analog.__file__).parents[1] / "devices"
