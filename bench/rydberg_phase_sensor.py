@@ -39,20 +39,30 @@ VARIANTS = {
     "decoupled": ["device.train_positions=false", "chain.sensor_offsets=[[2.5, 5.5], [3.5, 5.5]]"],
     "um": ['chain.sensor_units="um"', "chain.sensor_offsets=[[-12.6, 0.0], [-18.2, 5.6]]",
            "device.position_learning_rate=0.35"],
+    # design study (session 7): exact gradients, 100 of the 400 training points held out for validation
+    "exact_val": ["data.n_validation=100"],
+    "exact_lr": ["data.n_validation=100", "training.learning_rate=0.15", "device.position_learning_rate=0.15"],
+    "trained_val": ["data.n_validation=100"],
+    "cosine": ["data.n_validation=100", 'training.schedule="cosine"', "training.final_learning_rate=0.005"],
+    "exact_c": ["data.n_validation=100", "chain.sensor_offsets=[[-1.8, 0.0], [-2.6, 0.8], [-1.0, -1.0]]",
+                "device.detunings=[0.0, -1.6, 0.0]"],
 }
+N9 = {  # the decoupled sensor of a 9-atom chain: 5.5 spacings above its middle, inside the 80 µm radius
+    "decoupled": ["device.train_positions=false", "chain.sensor_offsets=[[3.5, 5.5], [4.5, 5.5]]"]}
 
 
-def run(variant: str, seed: int, out: Path, lock: str | None) -> dict:
+def run(variant: str, seed: int, out: Path, lock: str | None, extra: tuple[str, ...] = ()) -> dict:
     target = out / f"{variant}_s{seed}"
     if not (target / "results.json").is_file():
         protocol = PROTOCOL
-        if variant == "exact":
+        if variant.startswith("exact"):
             protocol = out / "exact.toml"
             protocol.write_text("\n".join(line for line in PROTOCOL.read_text().splitlines()
                                           if not line.startswith("shots")) + "\n")
         cmd = [sys.executable, "-m", "qep_analog.cli", "train", str(protocol), "--full", "--seed", str(seed),
                "--out", str(target), "--no-progress"]
-        for item in VARIANTS[variant]:
+        n9 = any(item == "chain.n_atoms=9" for item in extra)
+        for item in (*extra, *(N9.get(variant, VARIANTS[variant]) if n9 else VARIANTS[variant])):
             cmd += ["--set", item]
         if lock:
             cmd = ["flock", lock, *cmd]
@@ -170,6 +180,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--lock", default="/tmp/qep_cpu.lock", help="flock file per run ('' for none)")
+    parser.add_argument("--set", dest="extra", action="append", default=[],
+                        help="extra protocol override for every run, e.g. chain.n_atoms=9 (repeatable)")
     parser.add_argument("--png", type=Path, default=None)
     parser.add_argument("--sizes", type=int, nargs="*", default=[9, 10], help="chain lengths for boundary contours")
     parser.add_argument("--onsets", action="store_true",
@@ -189,7 +201,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     table = {}
     for variant in args.variants:
-        table[variant] = [run(variant, s, args.out, args.lock or None) for s in args.seeds]
+        table[variant] = [run(variant, s, args.out, args.lock or None, tuple(args.extra)) for s in args.seeds]
     ref = table.get("decoupled")
     ref_acc = np.mean([r["final"]["test_accuracy"] for r in ref]) if ref else float("nan")
     print(f"\n{len(args.seeds)} seeds {args.seeds}; test points per run: "
@@ -208,6 +220,10 @@ def main() -> None:
               f"{np.mean(acc) / ref_acc:.2f} | {preps if preps is not None else '—'} | {wall:.0f} |")
         per_seed = " ".join(f"{a:.3f}" for a in acc), " ".join(f"{a:.3f}" for a in single)
         print(f"|   per seed | {per_seed[0]} | {per_seed[1]} | | | | | |")
+        val = [r["final"].get("validation_exact_accuracy") for r in runs]
+        if all(v is not None for v in val):
+            val_single = [r["final"]["validation_exact_single_shot_accuracy"] for r in runs]
+            print(f"|   validation (100 held-out training points) | {summary(val)} | {summary(val_single)} | | | | | |")
     if args.png is not None and "trained" in table:
         figure(table["trained"][0], args.sizes, args.png)
 
