@@ -47,6 +47,8 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "shots": (int,), "measurement": (str,), "p_false_pos": _NUM, "p_false_neg": _NUM,
         "mitigate_readout": (bool,), "overlap_threshold": _NUM, "crossing_policy": (str,),
         "max_halvings": (int,), "fd_step": _NUM, "preparation_policy": (str,),
+        "shot_allocation": (str,), "pilot_shots": (int,), "shot_budget": (int,), "adaptive_beta": (bool,),
+        "beta_min": _NUM,
     },
     "training": {
         "optimizer": (str,), "learning_rate": _NUM, "batch_size": (int,), "steps": (int,), "seed": (int,),

@@ -18,6 +18,13 @@ Measurement (``measurement=``):
   noise-free error signal.
 * ``shots=None``: exact expectation values (no shot noise, no preparations counted).
 
+Shot allocation and adaptive β (:mod:`qep_analog.learning.shots`, symmetric estimator, grouped measurement):
+``shot_allocation = "uniform"`` (default) spends ``shots`` on every (sample, phase, setting). ``"even"`` and
+``"variance"`` measure a pilot of ``pilot_shots`` per (sample, phase, setting), then spend the rest of the step's
+``shot_budget`` (default: the uniform bill) on the nudged phases, evenly or ∝ each phase's measured standard
+deviation of its contribution to the gradient (Neyman). ``adaptive_beta = true`` picks the step's β from a
+measured bias–variance balance, β* = (K/(2|b|²R))^{1/6}, within [``beta_min``, ``beta``] and the crossing policy.
+
 Crossing policy (PHYSICS.md §1): after preparing a nudged phase we compare it with the free
 state; if |⟨ψ₀|ψ_{±β}⟩| < ``overlap_threshold`` the nudge crossed a level. With
 ``crossing_policy="shrink"`` the sample's β is halved (up to ``max_halvings`` times) and the
@@ -88,6 +95,11 @@ class GradientConfig:
     max_halvings: int = 3
     fd_step: float = 1e-3
     preparation_policy: str = "keep"
+    shot_allocation: str = "uniform"
+    pilot_shots: int | None = None
+    shot_budget: int | None = None
+    adaptive_beta: bool = False
+    beta_min: float | None = None
 
     def __post_init__(self) -> None:
         if self.estimator not in ESTIMATORS:
@@ -110,6 +122,40 @@ class GradientConfig:
         if self.max_halvings < 0:
             raise QepValueError(f"'max_halvings' must be ≥ 0, not {self.max_halvings}")
         Objective(kind=self.nudge, loss=self.loss, scale=self.loss_scale)
+        self._check_allocation()
+
+    def _check_allocation(self) -> None:
+        """The shot-allocation keys (:mod:`qep_analog.learning.shots`), refused in one line when inconsistent."""
+        from qep_analog.learning.shots import ALLOCATIONS
+
+        if self.shot_allocation not in ALLOCATIONS:
+            raise QepValueError(f"'shot_allocation' must be one of {ALLOCATIONS}, not {self.shot_allocation!r}")
+        if not isinstance(self.adaptive_beta, bool):
+            raise QepValueError(f"'adaptive_beta' must be true or false, not {self.adaptive_beta!r}")
+        staged = self.shot_allocation != "uniform" or self.adaptive_beta
+        for key in ("pilot_shots", "shot_budget"):
+            value = getattr(self, key)
+            if value is not None and (not isinstance(value, (int, np.integer)) or isinstance(value, bool)
+                                      or value < 1):
+                raise QepValueError(f"'{key}' must be a positive integer, not {value!r}")
+            if value is not None and not staged:
+                raise QepValueError(f"'{key}' = {value} applies only with shot_allocation 'even' | 'variance' or "
+                                    "adaptive_beta = true")
+        if self.beta_min is not None:
+            if not self.adaptive_beta:
+                raise QepValueError(f"'beta_min' = {self.beta_min} applies only with adaptive_beta = true")
+            if not (np.isfinite(self.beta_min) and 0 < self.beta_min <= self.beta):
+                raise QepValueError(f"'beta_min' must lie in (0, beta = {self.beta}], not {self.beta_min}")
+        if not staged:
+            return
+        what = (f"shot_allocation = {self.shot_allocation!r}" if self.shot_allocation != "uniform"
+                else "adaptive_beta = true")
+        if self.estimator != "symmetric" or self.measurement != "grouped" or self.shots is None:
+            raise QepValueError(f"{what} needs estimator 'symmetric', measurement 'grouped' and finite 'shots' "
+                                f"(not {self.estimator!r}, {self.measurement!r}, shots = {self.shots!r})")
+        if self.pilot_shots is None:
+            raise QepValueError(f"{what} needs 'pilot_shots' (shots per sample, phase and setting before the rest "
+                                "is allocated)")
 
     @property
     def objective(self) -> Objective:
@@ -369,6 +415,7 @@ def _judge(task: _SampleTask, free: _FreePhase, phases: dict, beta: float, attem
     meter = _Meter(h, cfg, copy.deepcopy(free.rng))  # a copy: judging twice draws the same shots
     meter.preparations = free.preparations
     measured = {s: meter.derivatives(st) for s, st in phases.items()}
+    legs = None  # the measured legs, kept when the rest of the shots is allocated later (learning/shots.py)
     if one_sided:
         g = (measured[1][0] - free.h_free) / beta
         se = np.sqrt(measured[1][1] ** 2 + free.se_free**2) / beta
@@ -376,13 +423,20 @@ def _judge(task: _SampleTask, free: _FreePhase, phases: dict, beta: float, attem
         h_free, se_free = meter.derivatives(fs)
         g = side * (measured[side][0] - h_free) / beta
         se = np.sqrt(measured[side][1] ** 2 + se_free**2) / beta
+        legs = [(side, side / beta, phases[side], *measured[side]), (0, -side / beta, fs, h_free, se_free)]
     else:
         g = (measured[1][0] - measured[-1][0]) / (2 * beta)
         se = np.sqrt(measured[1][1] ** 2 + measured[-1][1] ** 2) / (2 * beta)
-    return dict(dropped=False, gradient=g, stderr=se, crossings=crossings, preparations=meter.preparations,
-                y=free.y, beta=beta, loss=objective_value(obj, h, fs, task.target), kind=fs.kind,
-                overlaps={str(s): float(o) for s, o in overlaps.items()}, weight=free.weight,
-                preparation_flags=free.preparation_flags), crossings
+        legs = [(s, s / (2 * beta), phases[s], *measured[s]) for s in (1, -1)]
+    result = dict(dropped=False, gradient=g, stderr=se, crossings=crossings, preparations=meter.preparations,
+                  y=free.y, beta=beta, loss=objective_value(obj, h, fs, task.target), kind=fs.kind,
+                  overlaps={str(s): float(o) for s, o in overlaps.items()}, weight=free.weight,
+                  preparation_flags=free.preparation_flags)
+    if cfg.shot_allocation != "uniform" or cfg.adaptive_beta:
+        result.update(free_state=fs, direction=free.direction,
+                      legs=[dict(sign=s, beta=beta, coef=c, state=st, mean=m, se=e, shots=cfg.shots)
+                            for s, c, st, m, e in legs])
+    return result, crossings
 
 
 def _qep_sample(task: _SampleTask) -> dict:
@@ -531,10 +585,19 @@ def estimate_gradient(
     executor = executor or SerialExecutor()
     runner = _RUNNERS[config.estimator]
     phase_tasks = getattr(executor, "phase_tasks", None)  # an executor that can chain tasks (Dask) may ask
-    if runner is _qep_sample and phase_tasks is not None and phase_tasks(n):
-        results = _qep_phase_graph(tasks, executor)
+
+    def run(batch: list[_SampleTask]) -> list[dict]:
+        if runner is _qep_sample and phase_tasks is not None and phase_tasks(n):
+            return _qep_phase_graph(batch, executor)
+        return executor.map(runner, batch)
+
+    step_beta = config.beta
+    if config.shot_allocation != "uniform" or config.adaptive_beta:  # pilot, then the rest where it counts
+        from qep_analog.learning.shots import allocated_results
+
+        results, step_beta = allocated_results(tasks, run, config)
     else:
-        results = executor.map(runner, tasks)
+        results = run(tasks)
     kept = [r for r in results if not r["dropped"]]
     if kept:
         per_sample = np.array([r["gradient"] for r in kept])
@@ -556,7 +619,7 @@ def estimate_gradient(
     return GradientEstimate(
         parameter_names=hamiltonian.parameter_names, gradient=gradient, stderr=stderr,
         objective=obj.name, estimator=config.estimator, nudge=config.nudge,
-        beta=config.beta if config.estimator in ("one-sided", "symmetric") else 0.0,
+        beta=step_beta if config.estimator in ("one-sided", "symmetric") else 0.0,
         settings=settings,
         preparations=None if config.shots is None else int(sum(r["preparations"] for r in results)),
         crossings=tuple(c for r in results for c in r["crossings"]),

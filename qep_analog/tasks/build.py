@@ -93,7 +93,8 @@ def build_gradient_config(protocol: Protocol, **overrides):
 
 # documented upper bounds, checked before anything is allocated (shots bound memory and time)
 GRADIENT_BOUNDS = {"beta": (0.0, 1e4), "shots": (1, 10**8), "loss_scale": (0.0, 1e6), "fd_step": (0.0, 1e3),
-                   "overlap_threshold": (0.0, 1.0), "max_halvings": (0, 30)}
+                   "overlap_threshold": (0.0, 1.0), "max_halvings": (0, 30), "pilot_shots": (1, 10**8),
+                   "shot_budget": (1, 10**10), "beta_min": (0.0, 1e4)}
 
 
 def build_backend(protocol: Protocol, **context):
