@@ -39,12 +39,12 @@ VARIANTS = {
     "decoupled": ["device.train_positions=false", "chain.sensor_offsets=[[2.5, 5.5], [3.5, 5.5]]"],
     "um": ['chain.sensor_units="um"', "chain.sensor_offsets=[[-12.6, 0.0], [-18.2, 5.6]]",
            "device.position_learning_rate=0.35"],
-    # design study (session 7): exact gradients, 100 of the 400 training points held out for validation
-    "exact_val": ["data.n_validation=100"],
-    "exact_lr": ["data.n_validation=100", "training.learning_rate=0.15", "device.position_learning_rate=0.15"],
-    "trained_val": ["data.n_validation=100"],
-    "cosine": ["data.n_validation=100", 'training.schedule="cosine"', "training.final_learning_rate=0.005"],
-    "exact_c": ["data.n_validation=100", "chain.sensor_offsets=[[-1.8, 0.0], [-2.6, 0.8], [-1.0, -1.0]]",
+    # design study (session 7): 100 of the 400 training points held out for validation (best-validation θ)
+    "exact_val": ["training.validation=100"],
+    "exact_lr": ["training.validation=100", "training.learning_rate=0.15", "device.position_learning_rate=0.15"],
+    "trained_val": ["training.validation=100"],
+    "cosine": ["training.validation=100", 'training.schedule="cosine"', "training.final_learning_rate=0.005"],
+    "exact_c": ["training.validation=100", "chain.sensor_offsets=[[-1.8, 0.0], [-2.6, 0.8], [-1.0, -1.0]]",
                 "device.detunings=[0.0, -1.6, 0.0]"],
 }
 N9 = {  # the decoupled sensor of a 9-atom chain: 5.5 spacings above its middle, inside the 80 µm radius

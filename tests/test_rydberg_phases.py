@@ -147,6 +147,22 @@ def test_lobpcg_backend_matches_exact_on_a_wide_spectrum():
             assert abs(np.vdot(mine.state, theirs.state)) ** 2 == pytest.approx(1.0, abs=1e-9)
 
 
+def test_validate_scores_held_out_points_exactly_or_from_shots():
+    spec = ChainSpec(n_atoms=3, omega=1.6, c6=float(DEVICE.interaction_coeff), rb_range=(1.0, 2.2))
+    task = _task(spec, units="spacing")
+    task.validation_inputs, task.validation_labels = task.inputs[:2], task.labels[:2]
+    theta = task.initial_theta(_config())
+    exact = scores(task.outcome_probabilities(theta, task.inputs[:2]), task.labels[:2])
+    val = task.validate(theta, np.random.default_rng(0))
+    assert val["accuracy"] == exact["accuracy"] and val["output_error"] == pytest.approx(exact["loss"], rel=1e-12)
+    assert val["preparations"] == 2
+    task.validation_shots = 50
+    val = task.validate(theta, np.random.default_rng(0))
+    assert val["preparations"] == 100
+    # frequencies of 50 shots, averaged over 2 points: multiples of 1/100
+    assert val["single_shot_accuracy"] * 100 == pytest.approx(round(val["single_shot_accuracy"] * 100), abs=1e-9)
+
+
 def _config():
     from qep_analog.learning.driver import TrainingConfig
 

@@ -158,6 +158,9 @@ class RydbergPhaseTask:
     labels: np.ndarray
     test_inputs: np.ndarray | None = None
     test_labels: np.ndarray | None = None
+    validation_inputs: np.ndarray | None = None
+    validation_labels: np.ndarray | None = None
+    validation_shots: int | None = None
     train_positions: bool = True
     offset_units: str = "spacing"
     evaluate_initial: bool = True
@@ -410,6 +413,21 @@ class RydbergPhaseTask:
             return {}
         probs = self.outcome_probabilities(theta, self.test_inputs)
         return {f"test_{k}": v for k, v in scores(probs, self.test_labels).items()}
+
+    def validate(self, theta: np.ndarray, rng: np.random.Generator) -> dict:
+        """The driver's model selection (``training.validation``): scores on the held-out training points
+        from *measured* sensor outcomes, ``validation_shots`` Z-basis shots per point (exact probabilities
+        when None); ``output_error`` is the mean Hamming cost ⟨Ĉ⟩."""
+        if self.validation_labels is None or len(self.validation_labels) == 0:
+            raise QepValueError("'training.validation' needs a non-empty validation set")
+        probs = self.outcome_probabilities(theta, self.validation_inputs)
+        shots = self.validation_shots
+        if shots is not None:
+            probs = np.array([rng.multinomial(shots, p / p.sum()) / shots for p in probs])
+        val = scores(probs, self.validation_labels)
+        return {"accuracy": val["accuracy"], "single_shot_accuracy": val["single_shot_accuracy"],
+                "output_error": val["loss"],
+                "preparations": len(self.validation_labels) * (1 if shots is None else int(shots))}
 
 
 def scores(probabilities: np.ndarray, labels: np.ndarray) -> dict:

@@ -3,8 +3,10 @@ the data set, the run, and the phase-map figure. The task itself is :mod:`qep_an
 the chain and its labels are :mod:`qep_analog.tasks.rydberg_chain`.
 
 Data (``[data]``, ``kind = "chain-phases"``): ``n_train + n_test`` points (Δ/Ω, R_b/a) uniform in the
-box from ``seed``; the last ``n_validation`` training points are held out as a validation set (never
-trained on), scored exactly on the final θ like the test set, for choosing designs without the test set.
+box from ``seed``. With ``training.validation = n`` the last n training points are held out (never
+trained on): the driver selects the θ of best validation accuracy from measured sensor outcomes
+(``training.validation_shots``, default the gradient's shots), and the final θ is also scored exactly on
+them (``validation_exact_*``), for choosing designs without the test set.
 """
 
 from __future__ import annotations
@@ -69,14 +71,14 @@ def chain_spec(protocol, device) -> ChainSpec:
     return ChainSpec(**opts)
 
 
-def _data(ctx, spec: ChainSpec):
+def _data(ctx, spec: ChainSpec, n_val: int = 0):
     from qep_analog.tasks.common import require_int
     from qep_analog.tasks.rydberg_chain import chain_labels, chain_order
 
     d = ctx.protocol.section("data")
     if d.get("kind", "chain-phases") != "chain-phases":
         raise QepValueError(f"'data.kind' must be 'chain-phases' for task 'rydberg-phases', not {d.get('kind')!r}")
-    extra = sorted(set(d) - {"kind", "n_train", "n_test", "n_validation", "seed"})
+    extra = sorted(set(d) - {"kind", "n_train", "n_test", "seed"})
     if extra:
         raise QepValueError(f"key(s) {['data.' + k for k in extra]} do not apply to task 'rydberg-phases'")
     n_train = require_int(d, "n_train", 300, 1, "data")
@@ -87,10 +89,9 @@ def _data(ctx, spec: ChainSpec):
     points = spec.sample(n_train + n_test, rng)
     order = chain_order(spec, points)
     labels = chain_labels(spec, points, order)
-    n_val = require_int(d, "n_validation", 0, 0, "data")
     if n_val >= n_train:
-        raise QepValueError(f"'data.n_validation' must be smaller than 'data.n_train' = {n_train}, not {n_val}")
-    k = n_train - n_val  # the last n_validation training points are held out
+        raise QepValueError(f"'training.validation' must be smaller than 'data.n_train' = {n_train}, not {n_val}")
+    k = n_train - n_val  # the last n_val training points are held out
     return (points[:k], labels[:k], points[n_train:], labels[n_train:], points[k:n_train], labels[k:n_train])
 
 
@@ -108,13 +109,17 @@ def run_rydberg_phases(ctx) -> dict:
                             f"(it uses {list(_SENSOR_DEVICE_KEYS)})")
     device = load_device(dev.get("name", "WeightedAnalogDevice"))
     spec = chain_spec(ctx.protocol, device)
-    x_train, y_train, x_test, y_test, x_val, y_val = _data(ctx, spec)
+    training = ctx.protocol.section("training")
+    n_val = require_int(training, "validation", 0, 0, "training")
+    x_train, y_train, x_test, y_test, x_val, y_val = _data(ctx, spec, n_val)
     chain = ctx.protocol.section("chain")
+    gradient_config = build_gradient_config(ctx.protocol)
     task = RydbergPhaseTask(chain=spec, device=device, offsets=chain.get("sensor_offsets", [[-1.0, 0.0], [1.0, 1.0]]),
                             offset_units=chain.get("sensor_units", "spacing"),
                             detunings=dev.get("detunings", [0.0, 0.0]), backend=build_backend(ctx.protocol),
-                            config=build_gradient_config(ctx.protocol), inputs=x_train, labels=y_train,
-                            test_inputs=x_test, test_labels=y_test,
+                            config=gradient_config, inputs=x_train, labels=y_train,
+                            test_inputs=x_test, test_labels=y_test, validation_inputs=x_val, validation_labels=y_val,
+                            validation_shots=training.get("validation_shots", gradient_config.shots),
                             train_positions=bool(dev.get("train_positions", True)), executor=ctx.executor)
     driver = drive(ctx, task, optimizer="adam", learning_rate=0.05, steps=60, batch_size=10,
                    learning_rates={"positions": float(dev.get("position_learning_rate", 0.3))})
