@@ -1,0 +1,176 @@
+"""Issue 17 part 4's compass: shots for a Rydberg task to train within 0.02 of its exact-gradient accuracy.
+
+Task: ``protocols/rydberg_classifier.toml`` (6 atoms on qep_lab_device with a DMM, 2 input atoms, output atom 3,
+positions + local detunings trained by symmetric cost-operator QEP, SPAM 1 % / 5 %, 60 steps of 8 samples,
+learning rate 5 → 1 cosine) with ideal ground states (``backend.name = "exact"``) and ``data.n_test`` test
+points (default 200; the data set is fixed by the protocol's ``data.seed``, the seeds vary batches and shots).
+Ideal ground states, not the protocol's 4 µs local-adiabatic ramps: the question is shots, and an exact test
+evaluation every ``--eval-every`` steps over 200 points is what the first-reach count needs (with ramps one
+evaluation costs ~10 s; issue 14 measured the ramps' own gradient error, 0.034 median, separately).
+
+For every seed: one run with exact gradients (``gradient.shots`` removed: no shot noise) gives the reference
+accuracy a_ref (its final test accuracy) and the target a_ref − 0.02. Then every strategy × shot level M runs the
+same seed; its *shots to target* is the cumulative number of shots (preparations) at the first evaluation whose
+test accuracy reaches the target (the training could stop there), or "not reached" in the run's 60 steps. Every
+strategy spends the same per-step budget at a level M: the uniform bill 3 phases × 8 samples × M (one Z setting).
+
+Strategies (``gradient`` keys, see qep_analog/learning/shots.py):
+
+* ``uniform-b1``: the protocol as shipped, β = 1, M shots per (sample, phase);
+* ``uniform``: β = 2 (fixed): the β ablation on its own;
+* ``even``: β = 2, pilot m₀ = max(2, M/5) per phase, free phase at m₀, the rest split evenly over the ±β legs;
+* ``variance``: as ``even``, the rest ∝ each leg's measured σ (Neyman);
+* ``adaptive``: β ≤ 2 chosen per step (bias from a ±β, ±β/2 pilot against shot noise), rest even;
+* ``adaptive+variance``: both.
+
+It prints, per strategy and M, shots to target as mean ± std over the seeds that reached it (and how many did),
+the final accuracy, and the shot bill of the mean shots to target at the device's lab rate (qep_lab_device's
+sidecar: FRESNEL's 0.25 shots/s and 3.3 €/shot, hypothetical for a virtual device). Runs already in ``--out`` are
+reused. Run it under ``nice`` (one process, one thread):
+
+    nice -n 10 python bench/shot_compass.py --seeds 1 2 3 --levels 10 25 50 --out /work/runs17c/compass
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+PROTOCOL = ROOT / "protocols" / "rydberg_classifier.toml"
+BASE = ['backend.name="exact"', "backend.options={}"]
+GAP = 0.02
+STRATEGIES = {
+    "uniform-b1": dict(beta=1.0),
+    "uniform": dict(beta=2.0),
+    "even": dict(beta=2.0, shot_allocation='"even"'),
+    "variance": dict(beta=2.0, shot_allocation='"variance"'),
+    "adaptive": dict(beta=2.0, adaptive_beta="true"),
+    "adaptive+variance": dict(beta=2.0, adaptive_beta="true", shot_allocation='"variance"'),
+}
+SEQUENCES_PER_SAMPLE = {"uniform-b1": 3, "uniform": 3, "even": 5, "variance": 5, "adaptive": 7,
+                        "adaptive+variance": 7}  # jobs per sample and step: pilots and the rest are separate jobs
+
+
+def _overrides(strategy: str | None, level: int | None, common: list[str]) -> list[str]:
+    out = BASE + common
+    if strategy is None:  # the exact-gradient reference: the protocol without 'shots' (see _exact_protocol)
+        return out
+    keys = dict(STRATEGIES[strategy])
+    out += [f"gradient.shots={level}", f"gradient.beta={keys.pop('beta')}"]
+    if keys:
+        out.append(f"gradient.pilot_shots={max(2, level // 5)}")
+    return out + [f"gradient.{k}={v}" for k, v in keys.items()]
+
+
+def _exact_protocol(out: Path) -> Path:
+    """The protocol with its ``[gradient] shots`` line removed: exact expectations, no shot noise."""
+    lines = PROTOCOL.read_text().splitlines(keepends=True)
+    kept = [line for line in lines if not line.startswith("shots = ")]
+    if len(kept) != len(lines) - 1:
+        raise SystemExit(f"{PROTOCOL}: expected exactly one 'shots = ' line")
+    path = out / "rydberg_classifier_exact_gradient.toml"
+    path.write_text("".join(kept))
+    return path
+
+
+def run_one(out: Path, seed: int, overrides: list[str], protocol: Path = PROTOCOL) -> dict:
+    """Train once (or reuse ``out/results.json``); return the results."""
+    from qep_analog.train import run_training
+
+    results = out / "results.json"
+    if not results.is_file():
+        t0 = time.perf_counter()
+        run_training(protocol, out_dir=out, seed=seed, overrides=overrides, progress=False)
+        print(f"  {out.name}: {time.perf_counter() - t0:.0f} s", flush=True)
+    return json.loads(results.read_text())
+
+
+def shots_to_target(history: list[dict], target: float) -> tuple[int | None, int | None]:
+    """(cumulative shots, step) at the first evaluation with test accuracy ≥ target; (None, None) if never."""
+    total = 0
+    for record in history:
+        total += int(record.get("preparations") or 0)
+        if "test_accuracy" in record and record["test_accuracy"] >= target - 1e-12:
+            return total, int(record["step"])
+    return None, None
+
+
+def _bill(shots: float) -> dict:
+    from qep_analog.device.devices import load_device
+    from qep_analog.device.lab import lab_metadata, shot_bill
+
+    bill = shot_bill([int(round(shots))], device=load_device("qep_lab_device"), lab=lab_metadata("qep_lab_device"))
+    return {"hours": bill.hours, "days": bill.hours / 24, "cost": bill.cost, "currency": bill.currency}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--levels", type=int, nargs="+", default=[10, 25, 50])
+    parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=list(STRATEGIES))
+    parser.add_argument("--n-test", type=int, default=200)
+    parser.add_argument("--eval-every", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=Path("/work/runs17c/compass"))
+    args = parser.parse_args(argv)
+    common = [f"data.n_test={args.n_test}", f"training.eval_every={args.eval_every}"]
+    args.out.mkdir(parents=True, exist_ok=True)
+    table = {"seeds": args.seeds, "levels": args.levels, "n_test": args.n_test, "eval_every": args.eval_every,
+             "reference": {}, "rows": []}
+    targets = {}
+    for seed in args.seeds:
+        ref = run_one(args.out / f"exact_s{seed}", seed, _overrides(None, None, common), _exact_protocol(args.out))
+        acc = ref["final"]["test_accuracy"]
+        targets[seed] = acc - GAP
+        table["reference"][seed] = {"final": acc, "target": acc - GAP,
+                                    "steps_to_target": shots_to_target(ref["history"], acc - GAP)[0] is not None
+                                    and next(r["step"] for r in ref["history"]
+                                             if r.get("test_accuracy", -1) >= acc - GAP - 1e-12)}
+        print(f"seed {seed}: exact-gradient accuracy {acc:.3f} -> target {acc - GAP:.3f}", flush=True)
+    for level in args.levels:
+        for strategy in args.strategies:
+            per_seed = []
+            for seed in args.seeds:
+                res = run_one(args.out / f"{strategy}_M{level}_s{seed}", seed, _overrides(strategy, level, common))
+                shots, step = shots_to_target(res["history"], targets[seed])
+                per_seed.append(dict(seed=seed, shots=shots, step=step, final=res["final"]["test_accuracy"],
+                                     total=res["final"]["preparations"], crossings=res["final"]["crossing_events"]))
+            reached = [r["shots"] for r in per_seed if r["shots"] is not None]
+            mean = float(np.mean(reached)) if reached else None
+            row = dict(strategy=strategy, level=level, per_step=3 * 8 * level, per_seed=per_seed,
+                       reached=len(reached), mean=mean, std=float(np.std(reached)) if reached else None,
+                       final_mean=float(np.mean([r["final"] for r in per_seed])),
+                       final_std=float(np.std([r["final"] for r in per_seed])),
+                       jobs_per_step=SEQUENCES_PER_SAMPLE[strategy] * 8,
+                       bill=_bill(mean) if mean is not None else None)
+            table["rows"].append(row)
+            print(_line(row), flush=True)
+    (args.out / "compass.json").write_text(json.dumps(table, indent=1))
+    print("\n" + _markdown(table))
+
+
+def _line(row: dict) -> str:
+    got = (f"{row['mean']:,.0f} ± {row['std']:,.0f}" if row["mean"] is not None else "not reached")
+    return (f"{row['strategy']:>18} M={row['level']:>3}: shots to target {got} ({row['reached']}/"
+            f"{len(row['per_seed'])} seeds), final {row['final_mean']:.3f} ± {row['final_std']:.3f}")
+
+
+def _markdown(table: dict) -> str:
+    lines = ["| strategy | M (shots/phase, uniform bill) | shots/step | reached | shots to target (mean ± std) | "
+             "hours @0.25 Hz | cost € | final accuracy |", "|---|---|---|---|---|---|---|---|"]
+    for r in table["rows"]:
+        got = f"{r['mean']:,.0f} ± {r['std']:,.0f}" if r["mean"] is not None else "—"
+        bill = r["bill"]
+        money = f"{bill['hours']:.1f} | {bill['cost']:,.0f}" if bill else "— | —"
+        lines.append(f"| {r['strategy']} | {r['level']} | {r['per_step']} | {r['reached']}/{len(r['per_seed'])} "
+                     f"| {got} | {money} | {r['final_mean']:.3f} ± {r['final_std']:.3f} |")
+    refs = ", ".join(f"seed {s}: {v['final']:.3f}" for s, v in table["reference"].items())
+    return "\n".join(lines) + f"\n\nexact-gradient final accuracy ({refs}); target = that − {GAP}"
+
+
+if __name__ == "__main__":
+    main()
