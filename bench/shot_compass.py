@@ -108,6 +108,53 @@ def _bill(shots: float) -> dict:
     return {"hours": bill.hours, "days": bill.hours / 24, "cost": bill.cost, "currency": bill.currency}
 
 
+def gradient_check(level: int, repeats: int, beta_pilot: float = 2.0) -> list[dict]:
+    """Per-step gradient error of every strategy at one budget, against the exact (β → 0) gradient.
+
+    The classifier's first batch (8 samples of the protocol's training data) at its initial θ, exact ground states;
+    each strategy estimates the batch gradient ``repeats`` times (seeds 0…repeats−1) with the budget of M = ``level``;
+    printed: mean squared error |ĝ − g|² (over the Hamiltonian parameters J_ij, δ_i), its split into bias² and
+    variance, the mean β used, the shots spent.
+    """
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    from qep_analog.equilibrium import get_backend
+    from qep_analog.learning import estimate_gradient
+    from qep_analog.protocol import load_protocol
+    from qep_analog.tasks.build import build_gradient_config
+    from qep_analog.tasks.rydberg import _data, _model
+
+    from qep_analog.device.bundle import register_protocol_section
+
+    register_protocol_section()
+    ctx = SimpleNamespace(protocol=load_protocol(PROTOCOL))
+    _, model = _model(ctx)
+    x, t, _, _ = _data(ctx, model.hamiltonian(), model)
+    h, theta, backend = model.hamiltonian(), model.theta(), get_backend("exact")
+    batch = np.random.default_rng([1, 0]).choice(len(t), size=8, replace=False)
+    inputs, targets = np.array([model.inputs(v) for v in x[batch]]), t[batch]
+    base = build_gradient_config(ctx.protocol)
+    exact = estimate_gradient(h, backend, theta, inputs, targets, replace(base, estimator="exact", shots=None))
+    rows = []
+    for strategy, keys in STRATEGIES.items():
+        keys = dict(keys)
+        cfg = replace(base, shots=level, beta=keys.pop("beta"))
+        if keys:
+            cfg = replace(cfg, pilot_shots=max(2, level // 5), **{k: (v == "true") if v in ("true", "false")
+                                                                   else v.strip('"') for k, v in keys.items()})
+        runs = [estimate_gradient(h, backend, theta, inputs, targets, cfg, seed=s) for s in range(repeats)]
+        g = np.array([r.gradient for r in runs])
+        rows.append(dict(strategy=strategy, level=level, mse=float(np.mean(np.sum((g - exact.gradient) ** 2, 1))),
+                         bias2=float(np.sum((g.mean(0) - exact.gradient) ** 2)), variance=float(np.sum(g.var(0))),
+                         beta=float(np.mean([r.beta for r in runs])), shots=int(runs[0].preparations),
+                         norm2=float(np.sum(exact.gradient**2))))
+        r = rows[-1]
+        print(f"{strategy:>18} M={level}: |ĝ−g|² {r['mse']:.3e} (bias² {r['bias2']:.1e}, variance {r['variance']:.3e})"
+              f"  |g|² {r['norm2']:.3e}  mean β {r['beta']:.2f}  shots/step {r['shots']}", flush=True)
+    return rows
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
@@ -116,7 +163,14 @@ def main(argv=None) -> None:
     parser.add_argument("--n-test", type=int, default=200)
     parser.add_argument("--eval-every", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("/work/runs17c/compass"))
+    parser.add_argument("--gradient-check", type=int, default=0, metavar="REPEATS",
+                        help="only the per-step gradient error of each strategy at each level, over REPEATS seeds")
     args = parser.parse_args(argv)
+    if args.gradient_check:
+        rows = [row for level in args.levels for row in gradient_check(level, args.gradient_check)]
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "gradient_check.json").write_text(json.dumps(rows, indent=1))
+        return
     common = [f"data.n_test={args.n_test}", f"training.eval_every={args.eval_every}"]
     args.out.mkdir(parents=True, exist_ok=True)
     table = {"seeds": args.seeds, "levels": args.levels, "n_test": args.n_test, "eval_every": args.eval_every,
