@@ -44,7 +44,7 @@ from qep_analog.equilibrium.emulators.subspace import (
     build_subspace,
     initial_steps,
 )
-from qep_analog.equilibrium.emulators.trajectories import _locate  # Illinois search, any stepper with .step
+from qep_analog.equilibrium.emulators.trajectories import jumps_within  # the jump loop, any stepper
 from qep_analog.errors import ConvergenceError, QepValueError
 
 _SQ3 = np.sqrt(3.0)
@@ -202,22 +202,9 @@ def run_one_subspace(noisy: NoisySequence, setup: dict, seed: int, psi0: np.ndar
         psi, prev, crossed = stepper.run(psi, step, n_steps, h, threshold)
         if crossed < 0:
             break
-        psi, t, t_end = prev, crossed * h, (crossed + 1) * h
-        while True:  # jumps inside [t, t_end]
-            psi, t = _locate(stepper, psi, t, t_end - t, np.log(threshold))
-            weights = stepper.jump_weights(psi, ops).ravel()
-            pick = int(np.searchsorted(np.cumsum(weights), rng.random() * weights.sum(), side="right"))
-            atom, k = divmod(min(pick, weights.size - 1), len(ops))
-            psi = stepper.apply(psi, ops[k], atom)
-            psi = psi / np.linalg.norm(psi)
-            jumps.append((float(t), int(atom), int(k)))
-            threshold = rng.random()
-            if t_end - t <= 1e-12:
-                break
-            rest, n2 = stepper.step(psi, t, t_end - t)
-            if n2 >= threshold:
-                psi = rest
-                break
+        psi, threshold = jumps_within(stepper, prev, crossed * h, (crossed + 1) * h, threshold, rng, jumps,
+                                      weights=lambda v: stepper.jump_weights(v, ops),
+                                      apply=lambda v, k, atom: stepper.apply(v, ops[k], atom))
         step = crossed + 1
     return stepper.embed(psi, correction), len(jumps), jumps
 

@@ -250,24 +250,9 @@ def _run_one(problem: _Problem, index: int, rng=None) -> tuple[np.ndarray, int, 
                 break
             step = start + layer // _WEIGHTS.size + crossed
             t_step, t_end = step * h, (step + 1) * h
-            psi = prev.copy()
-            t = t_step
-            while True:  # jumps inside [t, t_end]
-                psi, t = _locate(stepper, psi, t, t_end - t, np.log(threshold))
-                weights = _jump_weights(psi, ops, n).ravel()
-                pick = int(np.searchsorted(np.cumsum(weights), rng.random() * weights.sum(), side="right"))
-                pick = min(pick, weights.size - 1)
-                atom, k = divmod(pick, len(ops))
-                psi = _apply_single(psi, ops[k], atom, n)
-                psi /= np.linalg.norm(psi)
-                jumps.append((float(t), int(atom), int(k)))
-                threshold = rng.random()
-                if t_end - t <= 1e-12:
-                    break
-                rest, n2 = stepper.step(psi, t, t_end - t)
-                if n2 >= threshold:
-                    psi = rest
-                    break
+            psi, threshold = jumps_within(stepper, prev.copy(), t_step, t_end, threshold, rng, jumps,
+                                          weights=lambda v: _jump_weights(v, ops, n),
+                                          apply=lambda v, k, atom: _apply_single(v, ops[k], atom, n))
             psi = np.ascontiguousarray(psi)
             prev = np.empty_like(psi)
             layer += (crossed + 1) * _WEIGHTS.size
@@ -276,6 +261,33 @@ def _run_one(problem: _Problem, index: int, rng=None) -> tuple[np.ndarray, int, 
         start = stop
     psi = psi / np.linalg.norm(psi)
     return psi, len(jumps), jumps
+
+
+def jumps_within(stepper, psi: np.ndarray, t: float, t_end: float, threshold: float, rng: np.random.Generator,
+                 jumps: list, *, weights, apply) -> tuple[np.ndarray, float]:
+    """The jumps of one trajectory inside the step [t, t_end] whose end crossed ``threshold`` (Gillespie-style).
+
+    ``psi`` is the unnormalised state at t (‖ψ‖² > threshold). Repeatedly: find the jump time where
+    ‖ψ‖² = threshold (:func:`_locate`), pick channel k on atom i with probability ∝ ‖L_k^(i) ψ‖²
+    (``weights(ψ)``: atoms × channels), jump (``apply(ψ, k, i)``), renormalise, draw a new threshold,
+    and evolve to t_end; stop when the step ends without another crossing. Appends (t, atom, k) to
+    ``jumps``; returns the state at t_end and the current threshold. Shared by the full-space and the
+    blockade-subspace trajectories, so both make the same draws."""
+    while True:
+        psi, t = _locate(stepper, psi, t, t_end - t, np.log(threshold))
+        table = weights(psi)
+        w = table.ravel()
+        pick = int(np.searchsorted(np.cumsum(w), rng.random() * w.sum(), side="right"))
+        atom, k = divmod(min(pick, w.size - 1), table.shape[1])
+        psi = apply(psi, k, atom)
+        psi = psi / np.linalg.norm(psi)
+        jumps.append((float(t), int(atom), int(k)))
+        threshold = rng.random()
+        if t_end - t <= 1e-12:
+            return psi, threshold
+        rest, n2 = stepper.step(psi, t, t_end - t)
+        if n2 >= threshold:
+            return rest, threshold
 
 
 def control_steps(noisy: NoisySequence, psi0: np.ndarray, tolerance: float) -> tuple[int, float, tuple]:
