@@ -28,7 +28,9 @@ Run under the CPU lock: ``flock /tmp/qep_cpu.lock python bench/mps.py`` (add ``-
 from __future__ import annotations
 
 import argparse
+import ast
 import logging
+import os
 import time
 import warnings
 
@@ -66,8 +68,9 @@ class TimedBackend:
         self.inner, self.name, self.log = inner, inner.name, []
 
     def prepare(self, hamiltonian, theta, x=None, nudge=None, reference=None):
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         state = self.inner.prepare(hamiltonian, theta, x, nudge, reference)
+        state.info["cpu_s"] = time.process_time() - cpu
         self.log.append(("free" if nudge is None else "nudged", time.perf_counter() - start, state))
         return state
 
@@ -77,11 +80,18 @@ def warm_up_emu_mps() -> None:
     emu_mps_free_energy(model_for(geometry("chain4")), 8)
 
 
+OPTIONS: dict = {}  # backend options from --opt (e.g. local_eig_tol=1e-3, mpo_cutoff=1e-13), used by every mps run
+
+
+def backend(model: RydbergModel, **options):
+    return get_backend("mps", model=model, **{**OPTIONS, **options})
+
+
 def mps_free_phase(model: RydbergModel, max_bond: int, energy_tol: float) -> tuple[float, float, int]:
     """(seconds, energy, sweeps) of our free phase on a fresh model (lowering included), at ``energy_tol``."""
     h = model.hamiltonian()
     start = time.perf_counter()
-    state = get_backend("mps", model=model, max_bond=max_bond, energy_tol=energy_tol).prepare(h, model.theta(), [0.0])
+    state = backend(model, max_bond=max_bond, energy_tol=energy_tol).prepare(h, model.theta(), [0.0])
     return time.perf_counter() - start, state.energy, state.info["sweeps"]
 
 
@@ -126,9 +136,9 @@ def warm_step(model: RydbergModel, args, step: float = 0.05) -> dict:
     for k, name in enumerate(names):
         if name.startswith("delta_"):
             moved[k] += step * rng.normal()
-    warm = get_backend("mps", model=model, max_bond=args.max_bond, warm_free=True)
+    warm = backend(model, max_bond=args.max_bond, warm_free=True)
     warm.prepare(h, theta, [0.0])
-    cold = get_backend("mps", model=model, max_bond=args.max_bond)
+    cold = backend(model, max_bond=args.max_bond)
     start = time.perf_counter()
     a = cold.prepare(h, moved, [0.0])
     t_cold = time.perf_counter() - start
@@ -143,21 +153,23 @@ def qep_sample(case: str, args) -> dict:
     model = model_for(geometry(case))
     h = model.hamiltonian()
     theta, targets = model.theta(), np.array([[1.0, 0.0]])
-    backend = TimedBackend(get_backend("mps", model=model, max_bond=args.max_bond, variance_tol=args.variance_tol))
+    timed = TimedBackend(backend(model, max_bond=args.max_bond, variance_tol=args.variance_tol))
     config = GradientConfig(estimator="symmetric", nudge="cost-operator", beta=args.beta)
-    start = time.perf_counter()
-    est = estimate_gradient(h, backend, theta, [[0.0]], targets, config)
-    total = time.perf_counter() - start
-    free = [(t, s) for phase, t, s in backend.log if phase == "free"]
-    nudged = [(t, s) for phase, t, s in backend.log if phase == "nudged"]
+    start, cpu = time.perf_counter(), time.process_time()
+    est = estimate_gradient(h, timed, theta, [[0.0]], targets, config)
+    total, total_cpu = time.perf_counter() - start, time.process_time() - cpu
+    free = [(t, s) for phase, t, s in timed.log if phase == "free"]
+    nudged = [(t, s) for phase, t, s in timed.log if phase == "nudged"]
     t_free, s_free = free[0]
     row = dict(case=case, n=h.n_qubits, parameters=len(theta), total=total, t_free=t_free,
                t_nudged=[t for t, _ in nudged], measure=total - t_free - sum(t for t, _ in nudged),
                chi=s_free.info["max_bond_reached"], mpo_bond=s_free.info["mpo_bond"],
                sweeps=(s_free.info["sweeps"], [s.info["sweeps"] for _, s in nudged]),
-               variance=s_free.info["variance"], flags=[s.info["flags"] for _, _, s in backend.log],
+               variance=s_free.info["variance"], flags=[s.info["flags"] for _, _, s in timed.log],
                energy=s_free.energy, order=s_free.info["order"], crossings=len(est.crossings),
-               overlaps=[s_free.overlap(s) for _, s in nudged], lowering=s_free.info["time_lowering_s"])
+               overlaps=[s_free.overlap(s) for _, s in nudged], lowering=s_free.info["time_lowering_s"],
+               total_cpu=total_cpu, cpu=[s.info["cpu_s"] for _, _, s in timed.log],
+               t_variance=[s.info["time_variance_s"] for _, _, s in timed.log])
     row["nudged_fraction"] = float(np.mean(row["t_nudged"]) / t_free)
     return row, model, est
 
@@ -170,7 +182,7 @@ def fd_check(model: RydbergModel, args) -> dict:
     n = h.n_qubits
     picked = [f"delta_{n - 1}", f"delta_{n - 3}", f"delta_{n // 2}", f"J_{n - 3}_{n - 2}", f"J_{n - 4}_{n - 2}"]
     index = [names.index(p) for p in picked]
-    tight = get_backend("mps", model=model, max_bond=args.max_bond, cutoff=1e-12, energy_tol=1e-11,
+    tight = backend(model, max_bond=args.max_bond, cutoff=1e-12, energy_tol=1e-11,
                         local_eig_tol=1e-10)
     config = GradientConfig(estimator="symmetric", nudge="cost-operator", beta=args.fd_beta)
     start = time.perf_counter()
@@ -211,7 +223,13 @@ def main() -> None:
                         help="on chains: the free phase after a training step, cold vs warm_free")
     parser.add_argument("--fd-beta", type=float, default=0.02)
     parser.add_argument("--fd-step", type=float, default=1e-3)
+    parser.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
+                        help="an mps backend option for every run, e.g. --opt local_eig_tol=1e-3 (repeatable)")
     args = parser.parse_args()
+    for item in args.opt:
+        key, _, value = item.partition("=")
+        OPTIONS[key.strip()] = ast.literal_eval(value.strip())
+    print(f"load average {os.getloadavg()[0]:.2f} at start; backend options {OPTIONS or 'default'}")
     emu_cases = set(args.emu.split(",")) if args.emu else set()
     if args.emu_ladder:
         emu_cases |= {c for c in args.cases.split(",") if c.startswith("ladder")}
@@ -225,6 +243,10 @@ def main() -> None:
         print(f"  one symmetric QEP sample: {row['total']:.1f} s = free {row['t_free']:.1f} s "
               f"(lowering {row['lowering']:.1f} s, {row['sweeps'][0]} sweeps) + nudged {nudged} s "
               f"({row['sweeps'][1]} sweeps) + expectations {row['measure']:.1f} s")
+        print(f"  CPU time of this process: sample {row['total_cpu']:.1f} s, phases "
+              f"{' + '.join(f'{c:.1f}' for c in row['cpu'])} s; variance ⟨H²⟩ − ⟨H⟩² "
+              f"{' + '.join(f'{t:.2f}' for t in row['t_variance'])} s (wall, inside the phases)   "
+              f"load average {os.getloadavg()[0]:.2f}")
         print(f"  nudged/free time: {row['nudged_fraction']:.2f}   overlaps ⟨ψ0|ψ±β⟩: "
               f"{', '.join(f'{o:.6f}' for o in row['overlaps'])}   variance {row['variance']:.2e}   "
               f"flags {row['flags']}   crossings {row['crossings']}")
@@ -232,10 +254,14 @@ def main() -> None:
             if not warmed:
                 warm_up_emu_mps()
                 warmed = True
+            cpu = time.process_time()
             t_emu, e_emu = emu_mps_free_energy(model, args.max_bond)
+            cpu_emu = time.process_time() - cpu
             print(f"  emu-mps DMRG free phase: {t_emu:.1f} s   ratio emu-mps/mps(free) = {t_emu / row['t_free']:.2f}   "
                   f"E_mps = {row['energy']:.9f}  E_emu = {e_emu:.9f}  "
                   f"|ΔE|/|E| = {abs(e_emu - row['energy']) / abs(row['energy']):.2e}")
+            print(f"  CPU time: emu-mps {cpu_emu:.1f} s, mps free {row['cpu'][0]:.1f} s, ratio "
+                  f"{cpu_emu / row['cpu'][0]:.2f}   load average {os.getloadavg()[0]:.2f}")
             # emu-mps's DMRG stops when a sweep changes the energy by < 1e-5: our free phase at that criterion
             t_loose, e_loose, sweeps = mps_free_phase(model, args.max_bond, 1e-5)
             print(f"  mps free phase at energy_tol 1e-5 (emu-mps's criterion): {t_loose:.1f} s ({sweeps} sweeps)   "
@@ -248,7 +274,7 @@ def main() -> None:
                   f"{w['warm']}), ratio {w['t_cold'] / w['t_warm']:.1f}, |ΔE|/|E| = {w['de']:.1e}")
         if args.gap and case == args.cases.split(",")[0]:
             start = time.perf_counter()
-            g = get_backend("mps", model=model, max_bond=args.max_bond, gap=True).prepare(model.hamiltonian(),
+            g = backend(model, max_bond=args.max_bond, gap=True).prepare(model.hamiltonian(),
                                                                                          model.theta(), [0.0])
             t_gap = time.perf_counter() - start
             info = g.info['gap']
@@ -257,6 +283,7 @@ def main() -> None:
                   f"|⟨ψ0|ψ1⟩| = {g.info['gap']['overlap']:.1e}, flags {g.info['gap']['flags']}")
         if case.startswith("chain") and fd_model is None:
             fd_model = model
+    print(f"\nload average {os.getloadavg()[0]:.2f} at the end")
     if args.fd and fd_model is not None:
         r = fd_check(fd_model, args)
         print(f"\n== QEP (β = {args.fd_beta}) vs central FD (step {args.fd_step}) of ⟨Ĉ⟩ at N = {fd_model.n_atoms}, "
