@@ -16,6 +16,7 @@ from qep_analog.errors import QepValueError
 MAX_DURATION_NS = 20_000  # one sequence (ramp): 20 µs; an export costs ~0.12 s and ~180 kB per µs per sample
 MAX_RATE_RAD_PER_US = 1_000.0  # |Ω|, |δ|, |input detuning|, β, start detuning (2π·159 MHz)
 MAX_POSITION_UM = 1_000.0  # |x|, |y| of an atom (1 mm)
+MIN_ATOM_DISTANCE_UM = 1.0  # floor under every device's min_atom_distance (MockDevice's is 0): C6/r⁶ stays finite
 MAX_PHASE_RAD = 1_000.0
 MAX_LEARNING_RATE = 1e4  # learning_rate and position_learning_rate (per unit gradient)
 MAX_SHOTS = 1_000_000  # shots per sequence (bundle, counts, lab-counts, gradient --shots)

@@ -30,6 +30,7 @@ import pulser
 from pulser.devices._device_datacls import BaseDevice
 
 from qep_analog.device.devices import global_channel, load_device
+from qep_analog.device.limits import MIN_ATOM_DISTANCE_UM
 from qep_analog.errors import QepValueError
 from qep_analog.models.hamiltonian import Hamiltonian, Output, Term
 from qep_analog.models.pauli import PauliProduct, PauliSum
@@ -295,7 +296,9 @@ class RydbergModel:
     def limits(self) -> dict:
         _, ch = global_channel(self.device)
         return {
-            "min_distance_um": float(self.device.min_atom_distance),
+            # a device may allow any distance (pulser's MockDevice: 0); atoms closer than MIN_ATOM_DISTANCE_UM
+            # would couple by C6/r⁶ > 10⁶ rad/µs (and coinciding ones by infinity), so that floor always holds
+            "min_distance_um": max(float(self.device.min_atom_distance), MIN_ATOM_DISTANCE_UM),
             "max_radial_distance_um": self.device.max_radial_distance,
             "max_atoms": self.device.max_atom_num,
             "max_omega": ch.max_amp,

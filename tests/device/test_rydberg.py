@@ -86,6 +86,19 @@ def test_violations_name_atoms_and_limits():
         assert needle in msg
 
 
+def test_coinciding_atoms_are_refused_even_on_a_device_without_a_minimum_distance():
+    """MockDevice allows any distance; C6/r⁶ of coinciding atoms is infinite (found by the bundle fuzz test)."""
+    from qep_analog.device.limits import MIN_ATOM_DISTANCE_UM
+
+    model = _model(device="MockDevice", positions_um=[[0, 0], [0, 0], [9, 0]], input_atoms=())
+    with pytest.raises(QepValueError, match="atoms q0, q1 are 0 µm apart"):
+        model.validate()
+    projected = model.project()
+    assert projected.violations() == []
+    assert np.linalg.norm(projected.positions_um[0] - projected.positions_um[1]) >= MIN_ATOM_DISTANCE_UM
+    assert np.all(np.isfinite(projected.couplings()))
+
+
 def test_projection_restores_constraints_and_is_idempotent():
     model = _model(device="AnalogDevice", positions_um=[[0, 0], [3, 0], [40, 0]], detunings=[0, 0, 200],
                    input_atoms=())
