@@ -3,13 +3,20 @@
     H(θ, x) + nudge = Σ_t w_t P_t + Σ_j ν_j Q_j + c     (any model of Pauli/occupation terms, e.g. the
     Rydberg array H = Σ (Ω/2) X_i − Σ δ_i n_i + Σ C6/r_ij⁶ n_i n_j, Ω, δ in rad/µs)
 
-The fixed and trainable terms are lowered to an MPO once per θ and compressed (:mod:`.mpo`); the input
-terms and the nudge are lowered per call as a small MPO, added, and the sum recompressed. DMRG2
-(``quimb.tensor.DMRG2``) starts from a seeded random MPS of bond ``start_bond`` and sweeps, the bond
-growing as the singular-value ``cutoff`` (discarded weight per bond) requires, up to ``max_bond``, until
-the energy changes by less than ``energy_tol`` (rad/µs, absolute) between sweeps or ``max_sweeps`` is
-reached. Nudged phases start from the free MPS of the same sample
-(``reference``), at full bond, and typically converge in 2–3 sweeps.
+The fixed and trainable terms are lowered to an MPO once per θ and compressed (:mod:`.mpo`, singular values
+below ``mpo_cutoff`` × the largest dropped on each bond); the input terms and the nudge are lowered per call as a
+small MPO, added, and the sum recompressed. DMRG2 (``quimb.tensor.DMRG2``) starts from a seeded random MPS of
+bond ``start_bond`` and sweeps (``sweep_sequence``, alternating right and left by default), the bond growing as
+the singular-value ``cutoff`` (discarded weight per bond) requires, up to ``max_bond``, until the energy changes
+by less than ``energy_tol`` (rad/µs, absolute) between sweeps or ``max_sweeps`` is reached. Each local two-site
+problem is solved by ARPACK to ``local_eig_tol`` with ``local_eig_ncv`` Lanczos vectors. Nudged phases start
+from the free MPS of the same sample (``reference``), at full bond, and typically converge in 2–4 sweeps.
+
+Speed (measured, one BLAS thread, CPU seconds; docs/notes/issue-13-session7.md): the defaults — alternating
+sweeps, local tolerance 1e-5 with 8 Lanczos vectors (quimb's defaults: right sweeps only, 1e-3, 4) and MPO
+cutoff 1e-9 (was 1e-13) — take the 100-atom chain's free phase from 26 sweeps to 7 and the 10×5 ladder's
+MPO bond from 26 to 20. A loose local tolerance makes every sweep cheaper but on long chains needs 3–4× more
+sweeps; a tight one (1e-7 and below) costs much more per sweep at χ = 128.
 
 What ``info`` records, and when a state is flagged (``info["flags"]``, read by the crossing policy):
 
@@ -69,12 +76,13 @@ class MPSBackend:
     max_sweeps: int = 30
     variance_tol: float = 1e-6
     truncation_tol: float = 1e-8
-    mpo_cutoff: float = 1e-13
+    mpo_cutoff: float = 1e-9
     order: str | tuple[int, ...] = "auto"
     positions_um: tuple | None = None
     model: object | None = None
     start_bond: int = 2
-    local_eig_tol: float | None = 1e-7
+    local_eig_tol: float | None = 1e-5
+    local_eig_ncv: int = 8
     sweep_sequence: str = "RL"
     gap: bool = False
     gap_weight: float | None = None
@@ -90,7 +98,7 @@ class MPSBackend:
         if self.blas_threads is not None and not (isinstance(self.blas_threads, (int, np.integer))
                                                   and self.blas_threads >= 1):
             raise QepValueError(f"'blas_threads' must be a positive integer or None, not {self.blas_threads!r}")
-        for key in ("max_bond", "max_sweeps", "start_bond"):
+        for key in ("max_bond", "max_sweeps", "start_bond", "local_eig_ncv"):
             value = getattr(self, key)
             if not isinstance(value, (int, np.integer)) or value < 1:
                 raise QepValueError(f"'{key}' must be a positive integer, not {value!r}")
@@ -216,6 +224,7 @@ class MPSBackend:
         dmrg = qtn.DMRG2(mpo, bond_dims=bond_dims, cutoffs=self.cutoff, p0=p0)
         if self.local_eig_tol is not None:
             dmrg.opts["local_eig_tol"] = self.local_eig_tol
+        dmrg.opts["local_eig_ncv"] = int(self.local_eig_ncv)
         eigensolver_failed = False
         try:
             converged = bool(dmrg.solve(tol=self.energy_tol, max_sweeps=self.max_sweeps,
@@ -274,7 +283,7 @@ class MPSBackend:
         p0 = qtn.MPS_rand_state(n_qubits, bond_dim=min(self.start_bond, self.max_bond), seed=self.seed + 1,
                                 dtype=complex if _is_complex(mpo) else float)
         dmrg = excited_dmrg(mpo, ground, weight=weight, bond_dims=[self.max_bond], cutoffs=self.cutoff, p0=p0,
-                            local_eig_tol=self.local_eig_tol)
+                            local_eig_tol=self.local_eig_tol, local_eig_ncv=int(self.local_eig_ncv))
         converged = bool(dmrg.solve(tol=self.energy_tol, max_sweeps=self.max_sweeps,
                                     sweep_sequence=self.sweep_sequence, verbosity=0))
         psi = dmrg.state

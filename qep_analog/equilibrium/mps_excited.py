@@ -58,9 +58,12 @@ def _excited_class():
     return PenaltyDMRG2
 
 
-def excited_dmrg(mpo, ground, *, weight: float, bond_dims, cutoffs: float, p0, local_eig_tol: float | None):
+def excited_dmrg(mpo, ground, *, weight: float, bond_dims, cutoffs: float, p0, local_eig_tol: float | None,
+                 local_eig_ncv: int | None = None):
     """A quimb DMRG2 solver for the first excited state of ``mpo`` above the MPS ``ground`` (see module)."""
     solver = _excited_class()(mpo, ground, weight, bond_dims=bond_dims, cutoffs=cutoffs, p0=p0)
     if local_eig_tol is not None:
         solver.opts["local_eig_tol"] = local_eig_tol
+    if local_eig_ncv is not None:
+        solver.opts["local_eig_ncv"] = local_eig_ncv
     return solver
