@@ -7,7 +7,8 @@ in which order tasks run: every task carries its own seed, and results come back
 
 Large constant inputs (a model's operator tables are ~1.5 MB for the phase sensor) are shipped once per
 worker, not once per task: a field whose value is the *same object* in every task of a ``map`` and
-pickles to at least ``scatter_bytes`` (default 0: every such field) is sent once, as the result of a
+pickles to at least ``scatter_bytes`` (default 0: every such field; numpy arrays under
+``INLINE_ARRAY_BYTES`` such as θ, new at every step, travel with the tasks) is sent once, as the result of a
 task that returns it (workers
 fetch it from each other, and Dask recomputes it if its holder dies, which scattered data would not
 survive), cached for the executor's lifetime; each task travels without it. Workers pin BLAS, OpenMP and
@@ -37,6 +38,8 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
+import numpy as np
+
 from qep_analog.errors import QepValueError
 from qep_analog.executor import SerialExecutor
 
@@ -48,6 +51,7 @@ GRANULARITIES = ("auto", "sample", "phase")
 MAX_WORKERS = 4096
 CHUNK_SECONDS = 0.05  # the shortest chunk "auto" makes: Dask's per-task cost is a few ms
 FIRST_CHUNKS = 8  # chunks per worker thread while a function's task cost is unknown
+INLINE_ARRAY_BYTES = 1 << 20  # arrays below this travel with each task instead of once per worker
 _ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
                "NUMBA_NUM_THREADS": "1", "MKL_DYNAMIC": "FALSE"}
 
@@ -89,7 +93,7 @@ def _identity(value):
     return value
 
 
-_LOCAL: dict[int, tuple[Any, Any]] = {}  # worker side: id(received object) -> (it, its realigned copy)
+_LOCAL: dict[str, Any] = {}  # worker side: Dask key of a shared value -> its realigned copy
 
 
 def _realigned(value):
@@ -103,18 +107,25 @@ def _realigned(value):
     return copy.deepcopy(value)
 
 
-def _local(value):
-    """The realigned copy of a shared value, made once per worker (its caches then live on the copy)."""
-    key = id(value)
-    if key not in _LOCAL:
+def _local(key: str, value):
+    """The realigned copy of a shared value, made once per worker and kept under its Dask key.
+
+    Keyed by the key, not the received object: Dask's memory manager drops extra replicas of a value every
+    few seconds and the worker fetches it again as a new object; the copy (and the caches a model builds on
+    it, ~1.5 MB of operator tables for the phase sensor) must survive that. Least recently used out first.
+    """
+    if key in _LOCAL:
+        _LOCAL[key] = _LOCAL.pop(key)
+    else:
         if len(_LOCAL) >= 16:
             _LOCAL.pop(next(iter(_LOCAL)))
-        _LOCAL[key] = (value, _realigned(value))  # keeps the received object alive: its id stays unique
-    return _LOCAL[key][1]
+        _LOCAL[key] = _realigned(value)
+    return _LOCAL[key]
 
 
-def _rebuild(task, shared: Mapping[str, Any]):
-    return dataclasses.replace(task, **{k: _local(v) for k, v in shared.items()}) if shared else task
+def _rebuild(task, shared: Mapping[str, tuple[str, Any]]):
+    """The task with its shared fields put back: ``shared`` = {field: (Dask key, value)}."""
+    return dataclasses.replace(task, **{k: _local(*kv) for k, kv in shared.items()}) if shared else task
 
 
 def _rebuild_and_call_one(function: Callable, task, shared: Mapping[str, Any], *args):
@@ -132,7 +143,7 @@ def _rebuild_and_call(function: Callable, chunk: list, shared: Mapping[str, Any]
     Returns the results and the chunk's wall time inside the worker (what the next map's chunking uses).
     """
     start = time.perf_counter()
-    results = [function(_rebuild(task, shared)) for task in chunk]
+    results = [function(_rebuild(_realigned(task), shared)) for task in chunk]
     return results, time.perf_counter() - start
 
 
@@ -313,7 +324,7 @@ class DaskExecutor:
         return [tasks[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
     def _shared_fields(self, tasks: list) -> dict[str, Any]:
-        """{field: future} for large fields that hold the same object in every task (scattered once)."""
+        """{field: (Dask key, future)} for fields that hold the same object in every task (shipped once)."""
         first = tasks[0]
         if not dataclasses.is_dataclass(first):
             return {}
@@ -322,6 +333,8 @@ class DaskExecutor:
             value = getattr(first, f.name)
             if value is None or isinstance(value, (int, float, str, bool)):
                 continue
+            if isinstance(value, np.ndarray) and value.nbytes < INLINE_ARRAY_BYTES:
+                continue  # θ: new every step and small; as a shared value it cost a task and a fetch per map
             if any(getattr(t, f.name) is not value for t in tasks[1:]):
                 continue
             key = id(value)
@@ -336,7 +349,8 @@ class DaskExecutor:
                 # a task that returns the value, not client.scatter: if the worker holding it dies, Dask
                 # recomputes it from the task (scattered data would be lost with the worker)
                 self._shared[key] = (value, self.client.submit(_identity, value, pure=False))
-            out[f.name] = self._shared[key][1]
+            future = self._shared[key][1]
+            out[f.name] = (future.key, future)  # the worker caches the value's copy under its key
         return out
 
     # -------------------------------------------------------------- lifecycle

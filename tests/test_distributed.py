@@ -109,25 +109,62 @@ def test_a_task_that_raises_surfaces_as_the_serial_error(cluster):
 
 
 @dataclasses.dataclass(frozen=True)
+class _Box:
+    values: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
 class _Scaled:
-    table: np.ndarray  # the same object in every task of a map: shipped once per worker
-    factor: np.ndarray  # a new object every map (like θ in training): a new shared value each time
+    table: _Box  # the same object in every task of a map: shipped once per worker
+    factor: _Box  # a new object every map (a model changed between steps): a new shared value each time
     index: int
 
 
 def _scaled(task: _Scaled) -> float:
-    return float(task.table[task.index] * task.factor[0])
+    return float(task.table.values[task.index] * task.factor.values[0])
 
 
 def test_many_maps_with_new_shared_values_keep_their_dependencies(cluster):
     """More distinct shared values than the cache holds (16): evicting must never drop one in use."""
-    table = np.arange(8.0)
+    table = _Box(np.arange(8.0))
     for step in range(40):
-        factor = np.array([step + 1.0])
+        factor = _Box(np.array([step + 1.0]))
         tasks = [_Scaled(table, factor, i) for i in range(8)]
         assert cluster.map(_scaled, tasks) == [i * (step + 1.0) for i in range(8)]
         frees = cluster.submit_each(_scaled, tasks)
         assert cluster.gather(frees) == [i * (step + 1.0) for i in range(8)]
+
+
+def _worker_copies() -> int:
+    from qep_analog.distributed import _LOCAL
+
+    return len(_LOCAL)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Step:
+    model: _Box  # shipped once, its worker copy (and caches) kept
+    theta: np.ndarray  # small, new every step: travels with the tasks
+    index: int
+
+
+def _step(task: _Step) -> float:
+    return float(task.model.values[task.index] * task.theta[0])
+
+
+def test_a_model_is_copied_once_per_worker_and_small_arrays_travel_inline():
+    """θ (a small array, new every step) is not a shared value; the model's copy is made once per worker and
+    survives Dask dropping and re-fetching its replica (keyed by its Dask key, not the received object)."""
+    with DaskExecutor(workers=2) as ex:
+        model = _Box(np.arange(8.0))
+        for step in range(12):
+            theta = np.array([step + 1.0])
+            assert ex.map(_step, [_Step(model=model, theta=theta, index=i) for i in range(8)]) == \
+                [i * (step + 1.0) for i in range(8)]
+            if step == 5:  # idle past a cycle of Dask's memory manager (2 s): it drops the model's extra replica,
+                time.sleep(2.5)  # and the next map fetches it again, as a new object
+        assert len(ex._shared) == 1  # only the model was shipped as a shared value
+        assert set(ex.client.run(_worker_copies).values()) <= {1}
 
 
 def _train(tmp_path: Path, name: str, protocol: str, *extra: str) -> dict:
