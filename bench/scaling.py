@@ -179,12 +179,20 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         sizes = [len(pickle.dumps(t, protocol=pickle.HIGHEST_PROTOCOL)) for t in capture.tasks]
         t_pickle = time.perf_counter() - t0
-        rows, inside = {}, {}
+        cpu_serial = time.process_time()
+        run(SerialExecutor())
+        cpu_serial = time.process_time() - cpu_serial
+        rows, inside, cpu = {}, {}, {}
         for workers in (1, 2):
             with DaskExecutor(workers=workers) as ex:
                 run(ex)  # ships the shared model once per worker
                 rows[workers] = _time(lambda run=run, ex=ex: run(ex), args.repeats)
                 inside[workers] = dict(ex._cost)  # seconds per task inside a worker, last map of each function
+                # CPU per batch: this process (client, and the local scheduler's event loop) and the workers
+                here, there = time.process_time(), ex.client.run(time.process_time)
+                run(ex)
+                cpu[workers] = (time.process_time() - here,
+                                sum(t - there[a] for a, t in ex.client.run(time.process_time).items()))
                 latency = _time(lambda ex=ex: ex.map(abs, range(2)), 5)[0]
         t1, t2 = rows[1][0], rows[2][0]
         same = all(rows[w][1].gradient == ref.gradient if isinstance(ref.gradient, dict)
@@ -200,6 +208,11 @@ def main(argv: list[str] | None = None) -> int:
               "of the serial time (shared model shipped once per worker instead)")
         print(f"  bitwise equal to serial on 1 and 2 workers: {same}")
         print(f"  per-map round trip of the 2-worker cluster (2 trivial chunks): {latency * 1e3:.1f} ms")
+        here, there = cpu[2]
+        ceiling = 2 * cpu_serial / (here + there)
+        print(f"  CPU of one batch: serial {cpu_serial * 1e3:.1f} ms; on 2 workers {there * 1e3:.1f} ms in the workers "
+              f"+ {here * 1e3:.1f} ms in the client and scheduler. Even packed perfectly on this machine's 2 cores "
+              f"that caps the speed-up at 2·CPU_serial/CPU_dask = {ceiling:.2f}×")
         for w, costs in inside.items():
             named = ", ".join(f"{k[1]} {v * 1e3:.1f} ms" for k, v in costs.items() if k[1] != "abs")
             print(f"  measured inside the workers ({w}), per task of the last map: {named or '(phase tasks)'}")
