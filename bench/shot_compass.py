@@ -22,7 +22,8 @@ Strategies (``gradient`` keys, see qep_analog/learning/shots.py):
 * ``even``: β = 2, pilot m₀ = max(2, M/5) per phase, free phase at m₀, the rest split evenly over the ±β legs;
 * ``variance``: as ``even``, the rest ∝ each leg's measured σ (Neyman);
 * ``adaptive``: β ≤ 2 chosen per step (bias from a ±β, ±β/2 pilot against shot noise), rest even;
-* ``adaptive+variance``: both.
+* ``adaptive+variance``: both;
+* ``even-b3``: as ``even`` at β = 3 (below the β = 4 where the first batch's samples cross), an afterthought.
 
 It prints, per strategy and M, shots to target as mean ± std over the seeds that reached it (and how many did),
 the final accuracy, and the shot bill of the mean shots to target at the device's lab rate (qep_lab_device's
@@ -52,9 +53,11 @@ STRATEGIES = {
     "variance": dict(beta=2.0, shot_allocation='"variance"'),
     "adaptive": dict(beta=2.0, adaptive_beta="true"),
     "adaptive+variance": dict(beta=2.0, adaptive_beta="true", shot_allocation='"variance"'),
+    "even-b3": dict(beta=3.0, shot_allocation='"even"'),
 }
+# jobs per sample and step: pilots and the rest are separate jobs
 SEQUENCES_PER_SAMPLE = {"uniform-b1": 3, "uniform": 3, "even": 5, "variance": 5, "adaptive": 7,
-                        "adaptive+variance": 7}  # jobs per sample and step: pilots and the rest are separate jobs
+                        "adaptive+variance": 7, "even-b3": 5}
 
 
 def _overrides(strategy: str | None, level: int | None, common: list[str]) -> list[str]:
@@ -126,20 +129,12 @@ def _bill(shots: float) -> dict:
     return {"hours": bill.hours, "days": bill.hours / 24, "cost": bill.cost, "currency": bill.currency}
 
 
-def gradient_check(level: int, repeats: int, beta_pilot: float = 2.0) -> list[dict]:
-    """Per-step gradient error of every strategy at one budget, against the exact (β → 0) gradient.
-
-    The classifier's first batch (8 samples of the protocol's training data) at its initial θ, exact ground states;
-    each strategy estimates the batch gradient ``repeats`` times (seeds 0…repeats−1) with the budget of M = ``level``;
-    printed: mean squared error |ĝ − g|² (over the Hamiltonian parameters J_ij, δ_i), its split into bias² and
-    variance, the mean β used, the shots spent.
-    """
-    from dataclasses import replace
+def _first_batch():
+    """The classifier's model, exact backend, first batch (8 samples) and base gradient config."""
     from types import SimpleNamespace
 
     from qep_analog.device.bundle import register_protocol_section
     from qep_analog.equilibrium import get_backend
-    from qep_analog.learning import estimate_gradient
     from qep_analog.protocol import load_protocol
     from qep_analog.tasks.build import build_gradient_config
     from qep_analog.tasks.rydberg import _data, _model
@@ -148,14 +143,68 @@ def gradient_check(level: int, repeats: int, beta_pilot: float = 2.0) -> list[di
     ctx = SimpleNamespace(protocol=load_protocol(PROTOCOL))
     _, model = _model(ctx)
     x, t, _, _ = _data(ctx, model.hamiltonian(), model)
-    h, theta, backend = model.hamiltonian(), model.theta(), get_backend("exact")
     batch = np.random.default_rng([1, 0]).choice(len(t), size=8, replace=False)
+    return model, get_backend("exact"), x, t, batch, build_gradient_config(ctx.protocol)
+
+
+def bias_scan(betas=(0.5, 1.0, 2.0, 3.0, 4.0)) -> None:
+    """Exact finite-β bias of the symmetric estimator on the first batch, and the ideal Neyman gain.
+
+    Bias: |g(β) − g|² with exact expectations (no shots) against the β → 0 gradient g, and the cosine. Ideal
+    Neyman gain: (Σ_j σ_j)² / (L Σ_j σ_j²) over the L = 2 × samples legs at ±β = ±2, σ_j² = Σ_k Var(A_k) per shot
+    from the exact states (1 = Neyman cannot beat an even split).
+    """
+    from dataclasses import replace
+
+    from qep_analog.learning import estimate_gradient
+    from qep_analog.measurement.observables import derivative_structure
+
+    model, backend, x, t, batch, base = _first_batch()
+    h, theta = model.hamiltonian(), model.theta()
+    exact = estimate_gradient(h, backend, theta, x[batch], t[batch], replace(base, estimator="exact", shots=None))
+    g = exact.gradient
+    print(f"|g|² = {np.sum(g**2):.3e} (β → 0, first batch)")
+    for beta in betas:
+        est = estimate_gradient(h, backend, theta, x[batch], t[batch], replace(base, shots=None, beta=beta))
+        cos = est.gradient @ g / np.linalg.norm(est.gradient) / np.linalg.norm(g)
+        print(f"β = {beta}: bias² {np.sum((est.gradient - g) ** 2):.3e}, cosine {cos:.4f}, crossings "
+              f"{len(est.crossings)}")
+    products, coef = derivative_structure(h)
+    objective = base.objective
+    for name, rows in (("first batch", batch), ("all training samples", np.arange(len(t)))):
+        sigma = []
+        for i in rows:
+            xi, ti = h.input_vector(x[i]), objective.check_targets(h, t[i])
+            free = backend.prepare(h, theta, xi)
+            direction = objective.nudge_direction(h, None, ti)
+            for sign in (1, -1):
+                state = backend.prepare(h, theta, xi, direction.scaled(2.0 * sign), reference=free)
+                m = state.expect(tuple(products))
+                sigma.append(np.sqrt(np.sum((coef**2) @ (m - m**2))))  # occupation products: Var P = P − P²
+        sigma = np.array(sigma)
+        print(f"{name}: {len(sigma)} legs at ±β = ±2, σ_j {sigma.min():.3f}…{sigma.max():.3f}, ideal Neyman/even "
+              f"variance {sigma.sum() ** 2 / (len(sigma) * np.sum(sigma**2)):.4f}")
+
+
+def gradient_check(level: int, repeats: int, strategies=tuple(STRATEGIES)) -> list[dict]:
+    """Per-step gradient error of every strategy at one budget, against the exact (β → 0) gradient.
+
+    The classifier's first batch (8 samples of the protocol's training data) at its initial θ, exact ground states;
+    each strategy estimates the batch gradient ``repeats`` times (seeds 0…repeats−1) with the budget of M = ``level``;
+    printed: mean squared error |ĝ − g|² (over the Hamiltonian parameters J_ij, δ_i), its split into bias² and
+    variance, the mean β used, the shots spent.
+    """
+    from dataclasses import replace
+
+    from qep_analog.learning import estimate_gradient
+
+    model, backend, x, t, batch, base = _first_batch()
+    h, theta = model.hamiltonian(), model.theta()
     inputs, targets = np.array([model.inputs(v) for v in x[batch]]), t[batch]
-    base = build_gradient_config(ctx.protocol)
     exact = estimate_gradient(h, backend, theta, inputs, targets, replace(base, estimator="exact", shots=None))
     rows = []
-    for strategy, keys in STRATEGIES.items():
-        keys = dict(keys)
+    for strategy in strategies:
+        keys = dict(STRATEGIES[strategy])
         cfg = replace(base, shots=level, beta=keys.pop("beta"))
         if keys:
             cfg = replace(cfg, pilot_shots=max(2, level // 5), **{k: (v == "true") if v in ("true", "false")
@@ -176,15 +225,21 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--levels", type=int, nargs="+", default=[10, 25, 50])
-    parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=list(STRATEGIES))
+    parser.add_argument("--strategies", nargs="+", default=[k for k in STRATEGIES if k != "even-b3"],
+                        choices=list(STRATEGIES))
     parser.add_argument("--n-test", type=int, default=200)
     parser.add_argument("--eval-every", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("/work/runs17c/compass"))
     parser.add_argument("--gradient-check", type=int, default=0, metavar="REPEATS",
                         help="only the per-step gradient error of each strategy at each level, over REPEATS seeds")
+    parser.add_argument("--bias-scan", action="store_true",
+                        help="only the exact finite-β bias and the ideal Neyman gain on the first batch")
     args = parser.parse_args(argv)
+    if args.bias_scan:
+        bias_scan()
+        return
     if args.gradient_check:
-        rows = [row for level in args.levels for row in gradient_check(level, args.gradient_check)]
+        rows = [row for level in args.levels for row in gradient_check(level, args.gradient_check, args.strategies)]
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "gradient_check.json").write_text(json.dumps(rows, indent=1))
         return
