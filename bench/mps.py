@@ -223,6 +223,8 @@ def main() -> None:
                         help="on chains: the free phase after a training step, cold vs warm_free")
     parser.add_argument("--fd-beta", type=float, default=0.02)
     parser.add_argument("--fd-step", type=float, default=1e-3)
+    parser.add_argument("--free-only", action="store_true",
+                        help="only the free phase of each case (and emu-mps's, for --emu cases): no QEP sample")
     parser.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
                         help="an mps backend option for every run, e.g. --opt local_eig_tol=1e-3 (repeatable)")
     args = parser.parse_args()
@@ -236,6 +238,22 @@ def main() -> None:
     fd_model, warmed = None, False
     mps_free_phase(model_for(geometry("chain4")), 8, 1e-8)  # quimb/numba one-off start-up, not timed below
     for case in args.cases.split(","):
+        if args.free_only:  # only the free phases of both engines (the ladder's emu-mps run alone, ≤ 10 min)
+            model = model_for(geometry(case))
+            cpu = time.process_time()
+            t_mps, e_mps, sweeps = mps_free_phase(model, args.max_bond, 1e-8)
+            cpu_mps = time.process_time() - cpu
+            print(f"\n== {case}: mps free phase {t_mps:.1f} s (CPU {cpu_mps:.1f} s, {sweeps} sweeps), "
+                  f"E = {e_mps:.9f}   load average {os.getloadavg()[0]:.2f}")
+            if case in emu_cases:
+                warm_up_emu_mps()
+                cpu = time.process_time()
+                t_emu, e_emu = emu_mps_free_energy(model, args.max_bond)
+                cpu_emu = time.process_time() - cpu
+                print(f"  emu-mps DMRG free phase: {t_emu:.1f} s (CPU {cpu_emu:.1f} s), E = {e_emu:.9f}; ratio "
+                      f"emu-mps/mps {t_emu / t_mps:.2f} (CPU {cpu_emu / cpu_mps:.2f}), "
+                      f"|ΔE|/|E| = {abs(e_emu - e_mps) / abs(e_mps):.2e}   load average {os.getloadavg()[0]:.2f}")
+            continue
         row, model, _ = qep_sample(case, args)
         nudged = " + ".join(f"{t:.1f}" for t in row["t_nudged"])
         print(f"\n== {case}: N = {row['n']}, {row['parameters']} parameters, order {row['order']}, "
@@ -284,7 +302,7 @@ def main() -> None:
         if case.startswith("chain") and fd_model is None:
             fd_model = model
     print(f"\nload average {os.getloadavg()[0]:.2f} at the end")
-    if args.fd and fd_model is not None:
+    if args.fd and fd_model is not None and not args.free_only:
         r = fd_check(fd_model, args)
         print(f"\n== QEP (β = {args.fd_beta}) vs central FD (step {args.fd_step}) of ⟨Ĉ⟩ at N = {fd_model.n_atoms}, "
               f"tight tolerances")

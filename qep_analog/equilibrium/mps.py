@@ -260,7 +260,7 @@ class MPSBackend:
             qubit_order=list(order), order=method, warm_start=warm, flags=flags, degenerate=False,
             time_s=time.perf_counter() - start, time_lowering_s=lowered - start, time_dmrg_s=solved - lowered,
             time_variance_s=measured - solved, sweep_sequence=self.sweep_sequence,
-            local_eig_tol=self.local_eig_tol,
+            local_eig_tol=self.local_eig_tol, blas_threads=self.blas_threads,
         )
         if self.warm_free and nudge is None:
             if len(self._previous) > 1024:
