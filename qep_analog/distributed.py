@@ -242,8 +242,11 @@ class DaskExecutor:
         if comm is not None and hasattr(comm, "interval"):
             comm.interval = 0.0
         self.client.run(_low_latency)
-        self.client.run_on_scheduler(_low_latency)
         self.client.register_worker_callbacks(_low_latency)  # workers that join later (or restart)
+        try:  # a remote scheduler may not have qep_analog installed (it needs none), or may refuse to run code
+            self.client.run_on_scheduler(_low_latency)
+        except Exception:  # noqa: BLE001 - only a latency tweak: the cluster works the same without it
+            pass
 
     # -------------------------------------------------------------- the seam
     def map(self, function: Callable[[T], R], tasks: Iterable[T]) -> list[R]:
