@@ -7,6 +7,7 @@ points (default 200; the data set is fixed by the protocol's ``data.seed``, the 
 Ideal ground states, not the protocol's 4 µs local-adiabatic ramps: the question is shots, and an exact test
 evaluation every ``--eval-every`` steps over 200 points is what the first-reach count needs (with ramps one
 evaluation costs ~10 s; issue 14 measured the ramps' own gradient error, 0.034 median, separately).
+``--adiabatic`` keeps the protocol's ramps (use a larger ``--eval-every`` and its own ``--out``).
 
 For every seed: one run with exact gradients (``gradient.shots`` removed: no shot noise) gives the reference
 accuracy a_ref (its final test accuracy) and the target a_ref − 0.02. Then every strategy × shot level M runs the
@@ -61,7 +62,7 @@ SEQUENCES_PER_SAMPLE = {"uniform-b1": 3, "uniform": 3, "even": 5, "variance": 5,
 
 
 def _overrides(strategy: str | None, level: int | None, common: list[str]) -> list[str]:
-    out = BASE + common
+    out = (BASE if "--adiabatic" not in common else []) + [c for c in common if c != "--adiabatic"]
     if strategy is None:  # the exact-gradient reference: the protocol without 'shots' (see _exact_protocol)
         return out
     keys = dict(STRATEGIES[strategy])
@@ -234,6 +235,9 @@ def main(argv=None) -> None:
                         help="only the per-step gradient error of each strategy at each level, over REPEATS seeds")
     parser.add_argument("--bias-scan", action="store_true",
                         help="only the exact finite-β bias and the ideal Neyman gain on the first batch")
+    parser.add_argument("--adiabatic", action="store_true",
+                        help="keep the protocol's backend (4 µs local-adiabatic ramps, Krylov) instead of exact ground "
+                             "states")
     args = parser.parse_args(argv)
     if args.bias_scan:
         bias_scan()
@@ -244,6 +248,8 @@ def main(argv=None) -> None:
         (args.out / "gradient_check.json").write_text(json.dumps(rows, indent=1))
         return
     common = [f"data.n_test={args.n_test}", f"training.eval_every={args.eval_every}"]
+    if args.adiabatic:
+        common.append("--adiabatic")
     args.out.mkdir(parents=True, exist_ok=True)
     table = {"seeds": args.seeds, "levels": args.levels, "n_test": args.n_test, "eval_every": args.eval_every,
              "reference": {}, "rows": []}
