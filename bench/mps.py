@@ -21,8 +21,14 @@ Per case it prints, from one run:
   finite differences of ⟨Ĉ⟩, both with tight tolerances (cutoff 1e-12, energy_tol 1e-11, local
   eigensolver tolerance 1e-10: expectation errors scale as the square root of the energy error).
 
-Run under the CPU lock: ``flock /tmp/qep_cpu.lock python bench/mps.py`` (add ``--emu-ladder`` for the
-~12 min emu-mps run on the 10×5 ladder).
+Run one geometry per locked job (each ≤ 10 min), e.g.
+``flock /tmp/qep_cpu.lock python bench/mps.py --cases chain50 --emu chain50``,
+``… --cases chain100 --emu chain100 --no-fd --no-gap``,
+``… --cases ladder10x5 --emu "" --no-fd --no-gap --no-warm --variance-tol 1e-5`` (the QEP sample) and
+``… --cases ladder10x5 --emu ladder10x5 --free-only`` (both engines' free phases only; emu-mps ≈ 5 min).
+``--opt key=value`` passes an option to every mps backend (e.g. ``--opt local_eig_tol=1e-7``). Wall and CPU
+seconds of this process are printed with the load average: on the shared machine the CPU figures are the
+steadier ones.
 """
 
 from __future__ import annotations
@@ -182,8 +188,8 @@ def fd_check(model: RydbergModel, args) -> dict:
     n = h.n_qubits
     picked = [f"delta_{n - 1}", f"delta_{n - 3}", f"delta_{n // 2}", f"J_{n - 3}_{n - 2}", f"J_{n - 4}_{n - 2}"]
     index = [names.index(p) for p in picked]
-    tight = backend(model, max_bond=args.max_bond, cutoff=1e-12, energy_tol=1e-11,
-                        local_eig_tol=1e-10)
+    tight = (backend(model, max_bond=args.max_bond, cutoff=1e-12, energy_tol=1e-11, local_eig_tol=1e-10)
+             if args.fd_tight else backend(model, max_bond=args.max_bond))
     config = GradientConfig(estimator="symmetric", nudge="cost-operator", beta=args.fd_beta)
     start = time.perf_counter()
     est = estimate_gradient(h, tight, theta, [[0.0]], [target], config)
@@ -223,6 +229,8 @@ def main() -> None:
                         help="on chains: the free phase after a training step, cold vs warm_free")
     parser.add_argument("--fd-beta", type=float, default=0.02)
     parser.add_argument("--fd-step", type=float, default=1e-3)
+    parser.add_argument("--fd-tight", action=argparse.BooleanOptionalAction, default=True,
+                        help="FD check with tight tolerances (default) or the backend's defaults (--no-fd-tight)")
     parser.add_argument("--free-only", action="store_true",
                         help="only the free phase of each case (and emu-mps's, for --emu cases): no QEP sample")
     parser.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
@@ -305,7 +313,7 @@ def main() -> None:
     if args.fd and fd_model is not None and not args.free_only:
         r = fd_check(fd_model, args)
         print(f"\n== QEP (β = {args.fd_beta}) vs central FD (step {args.fd_step}) of ⟨Ĉ⟩ at N = {fd_model.n_atoms}, "
-              f"tight tolerances")
+              f"{'tight' if args.fd_tight else 'default'} tolerances")
         for name, q, f, e in zip(r["names"], r["qep"], r["fd"], r["rel_each"], strict=True):
             print(f"  {name:>10s}  QEP {q: .8f}   FD {f: .8f}   rel {e:.1e}")
         print(f"  cosine {r['cosine']:.9f}   relative error ‖g_QEP − g_FD‖/‖g_FD‖ = {r['rel']:.2e}   "

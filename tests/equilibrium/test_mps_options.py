@@ -80,3 +80,65 @@ def test_blas_threads_none_leaves_the_pool_alone():
     a = get_backend("mps", model=model, blas_threads=None).prepare(h, model.theta(), [0.0])
     b = get_backend("mps", model=model).prepare(h, model.theta(), [0.0])
     assert a.energy == pytest.approx(b.energy, rel=1e-12)
+
+
+def test_mpo_moments_are_the_dense_first_and_second_moments():
+    """⟨ψ|H|ψ⟩ and ⟨ψ|H²|ψ⟩ contracted site by site equal the dense ones, for a random real and a random
+    complex MPS and an MPO with X, Y, Z and n terms (Y makes it complex)."""
+    import quimb.tensor as qtn
+
+    from qep_analog.equilibrium.mps import mpo_arrays, mpo_moments
+    from qep_analog.equilibrium.mps_state import from_quimb
+
+    rng = np.random.default_rng(3)
+    n = 6
+    terms = _random_terms(n, rng)
+    order = [int(q) for q in rng.permutation(n)]
+    mpo = build_mpo(terms, n, order, compress_cutoff=1e-14)
+    matrix = mpo.to_dense()
+    for dtype in (float, complex):
+        state = from_quimb(qtn.MPS_rand_state(n, bond_dim=4, seed=2, dtype=dtype), list(range(n)))
+        psi = state.to_dense()
+        first, second = mpo_moments(state.tensors, mpo_arrays(mpo))
+        assert first == pytest.approx(np.vdot(psi, matrix @ psi).real, rel=1e-12, abs=1e-12)
+        assert second == pytest.approx(np.vdot(matrix @ psi, matrix @ psi).real, rel=1e-12)
+
+
+def test_backend_variance_is_the_dense_variance_of_its_state():
+    model = _chain(8)
+    h, theta = model.hamiltonian(), model.theta()
+    state = get_backend("mps", model=model, max_bond=3).prepare(h, theta, [0.2])  # truncated: variance > 0
+    matrix = h.matrix(theta, [0.2])
+    psi = state.to_dense()
+    energy = np.vdot(psi, matrix @ psi).real
+    assert state.energy == pytest.approx(energy, rel=1e-10)
+    assert state.info["variance"] == pytest.approx(np.vdot(matrix @ psi, matrix @ psi).real - energy**2, rel=1e-6)
+    assert state.info["variance"] > 1e-8
+
+
+def test_real_states_give_the_expectations_of_complex_arithmetic():
+    import dataclasses
+
+    model = _chain(8)
+    state = get_backend("mps", model=model).prepare(model.hamiltonian(), model.theta(), [0.0])
+    assert not np.iscomplexobj(state.tensors[3]) and state.info["blas_threads"] == 1
+    complex_state = dataclasses.replace(state, tensors=tuple(a.astype(complex) for a in state.tensors))
+    products = [PauliProduct.parse(p) for p in ("n0", "X3", "Y2", "Z1 n5", "X0 Y4 Z7", "n2 n3", "Y1 Y6")]
+    np.testing.assert_allclose(state.expect(products), complex_state.expect(products), atol=1e-13)
+
+
+@pytest.mark.parametrize("key,value", [("sweep_sequence", ""), ("sweep_sequence", "RX"), ("local_eig_ncv", 0)])
+def test_sweep_options_are_validated(key, value):
+    with pytest.raises(QepValueError, match=key):
+        get_backend("mps", **{key: value})
+
+
+@pytest.mark.parametrize("sequence", ["R", "RL"])
+def test_sweep_sequences_find_the_same_ground_state(sequence):
+    model = _chain(8)
+    h, theta = model.hamiltonian(), model.theta()
+    tight = dict(cutoff=1e-12, energy_tol=1e-11, local_eig_tol=1e-10)
+    state = get_backend("mps", model=model, sweep_sequence=sequence, **tight).prepare(h, theta, [0.0])
+    matrix = h.matrix(theta, [0.0])
+    exact = np.linalg.eigvalsh(matrix.toarray() if hasattr(matrix, "toarray") else matrix)[0]
+    assert state.energy == pytest.approx(exact, rel=1e-10) and state.info["sweep_sequence"] == sequence
