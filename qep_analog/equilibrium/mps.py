@@ -10,7 +10,10 @@ bond ``start_bond`` and sweeps (``sweep_sequence``, alternating right and left b
 the singular-value ``cutoff`` (discarded weight per bond) requires, up to ``max_bond``, until the energy changes
 by less than ``energy_tol`` (rad/µs, absolute) between sweeps or ``max_sweeps`` is reached. Each local two-site
 problem is solved by ARPACK to ``local_eig_tol`` with ``local_eig_ncv`` Lanczos vectors. Nudged phases start
-from the free MPS of the same sample (``reference``), at full bond, and typically converge in 2–4 sweeps.
+from the free MPS of the same sample (``reference``), at full bond, and typically converge in 2–4 sweeps; these
+warm-started phases solve their local problems to ``warm_local_eig_tol`` (None: ``local_eig_tol``): the QEP
+gradient is the difference of their ⟨∂H/∂θ⟩ divided by 2β, and the local tolerance, not ``energy_tol``, sets
+the accuracy of expectation values; near convergence a tight tolerance costs little extra.
 
 Speed (measured, one BLAS thread, CPU seconds; docs/notes/issue-13-session7.md): the defaults — alternating
 sweeps, local tolerance 1e-5 with 8 Lanczos vectors (quimb's defaults: right sweeps only, 1e-3, 4) and MPO
@@ -83,6 +86,7 @@ class MPSBackend:
     start_bond: int = 2
     local_eig_tol: float | None = 1e-5
     local_eig_ncv: int = 8
+    warm_local_eig_tol: float | None = 1e-8
     sweep_sequence: str = "RL"
     gap: bool = False
     gap_weight: float | None = None
@@ -102,8 +106,10 @@ class MPSBackend:
             value = getattr(self, key)
             if not isinstance(value, (int, np.integer)) or value < 1:
                 raise QepValueError(f"'{key}' must be a positive integer, not {value!r}")
-        if self.local_eig_tol is not None and not (np.isfinite(self.local_eig_tol) and 0 < self.local_eig_tol < 1):
-            raise QepValueError(f"'local_eig_tol' must be in (0, 1) or None, not {self.local_eig_tol!r}")
+        for key in ("local_eig_tol", "warm_local_eig_tol"):
+            value = getattr(self, key)
+            if value is not None and not (isinstance(value, (int, float)) and np.isfinite(value) and 0 < value < 1):
+                raise QepValueError(f"'{key}' must be in (0, 1) or None, not {value!r}")
         if not (isinstance(self.sweep_sequence, str) and self.sweep_sequence
                 and set(self.sweep_sequence) <= {"L", "R"}):
             raise QepValueError(f"'sweep_sequence' must be a non-empty string of 'L' and 'R', "
@@ -222,8 +228,9 @@ class MPSBackend:
                                     seed=self.seed, dtype=complex if _is_complex(mpo) else float)
             bond_dims = [self.max_bond]  # the bond grows from start_bond as the cutoff requires
         dmrg = qtn.DMRG2(mpo, bond_dims=bond_dims, cutoffs=self.cutoff, p0=p0)
-        if self.local_eig_tol is not None:
-            dmrg.opts["local_eig_tol"] = self.local_eig_tol
+        local_tol = self.warm_local_eig_tol if warm and self.warm_local_eig_tol is not None else self.local_eig_tol
+        if local_tol is not None:
+            dmrg.opts["local_eig_tol"] = local_tol
         dmrg.opts["local_eig_ncv"] = int(self.local_eig_ncv)
         eigensolver_failed = False
         try:
@@ -260,7 +267,7 @@ class MPSBackend:
             qubit_order=list(order), order=method, warm_start=warm, flags=flags, degenerate=False,
             time_s=time.perf_counter() - start, time_lowering_s=lowered - start, time_dmrg_s=solved - lowered,
             time_variance_s=measured - solved, sweep_sequence=self.sweep_sequence,
-            local_eig_tol=self.local_eig_tol, blas_threads=self.blas_threads,
+            local_eig_tol=local_tol, blas_threads=self.blas_threads,
         )
         if self.warm_free and nudge is None:
             if len(self._previous) > 1024:
