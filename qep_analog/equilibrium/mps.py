@@ -86,7 +86,7 @@ class MPSBackend:
     start_bond: int = 2
     local_eig_tol: float | None = 1e-5
     local_eig_ncv: int = 8
-    warm_local_eig_tol: float | None = 1e-8
+    warm_local_eig_tol: float | None = 1e-7
     sweep_sequence: str = "RL"
     gap: bool = False
     gap_weight: float | None = None
