@@ -127,7 +127,8 @@ def test_real_states_give_the_expectations_of_complex_arithmetic():
     np.testing.assert_allclose(state.expect(products), complex_state.expect(products), atol=1e-13)
 
 
-@pytest.mark.parametrize("key,value", [("sweep_sequence", ""), ("sweep_sequence", "RX"), ("local_eig_ncv", 0)])
+@pytest.mark.parametrize("key,value", [("sweep_sequence", ""), ("sweep_sequence", "RX"), ("local_eig_ncv", 0),
+                                       ("warm_local_eig_tol", 0.0), ("warm_local_eig_tol", 1.5)])
 def test_sweep_options_are_validated(key, value):
     with pytest.raises(QepValueError, match=key):
         get_backend("mps", **{key: value})
