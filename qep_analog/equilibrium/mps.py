@@ -13,7 +13,9 @@ problem is solved by ARPACK to ``local_eig_tol`` with ``local_eig_ncv`` Lanczos 
 from the free MPS of the same sample (``reference``), at full bond, and typically converge in 2–4 sweeps; these
 warm-started phases solve their local problems to ``warm_local_eig_tol`` (None: ``local_eig_tol``): the QEP
 gradient is the difference of their ⟨∂H/∂θ⟩ divided by 2β, and the local tolerance, not ``energy_tol``, sets
-the accuracy of expectation values; near convergence a tight tolerance costs little extra.
+the accuracy of expectation values. Measured (bench/mps.py): QEP vs finite differences at N = 50 2.3e-3 with
+the nudged phases at 1e-5, 6.9e-4 at 1e-7 (default), 2.0e-4 at 1e-8; the same on chains in time, but the
+10×5 ladder's sample (χ = 128) takes 198 s / 294 s / 383 s.
 
 Speed (measured, one BLAS thread, CPU seconds; docs/notes/issue-13-session7.md): the defaults — alternating
 sweeps, local tolerance 1e-5 with 8 Lanczos vectors (quimb's defaults: right sweeps only, 1e-3, 4) and MPO
