@@ -213,6 +213,13 @@ def fd_check(model: RydbergModel, args) -> dict:
                 rel_each=np.abs(qep - fd) / np.abs(fd), t_qep=t_qep, t_fd=t_fd)
 
 
+def _timed_emu_mps(model, max_bond: int) -> tuple[float, float, float]:
+    """emu-mps's DMRG free phase: (wall s, energy, CPU s of this process)."""
+    cpu = time.process_time()
+    t_emu, e_emu = emu_mps_free_energy(model, max_bond)
+    return t_emu, e_emu, time.process_time() - cpu
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cases", default="chain50,chain100,ladder10x5")
@@ -255,9 +262,7 @@ def main() -> None:
                   f"E = {e_mps:.9f}   load average {os.getloadavg()[0]:.2f}")
             if case in emu_cases:
                 warm_up_emu_mps()
-                cpu = time.process_time()
-                t_emu, e_emu = emu_mps_free_energy(model, args.max_bond)
-                cpu_emu = time.process_time() - cpu
+                t_emu, e_emu, cpu_emu = _timed_emu_mps(model, args.max_bond)
                 print(f"  emu-mps DMRG free phase: {t_emu:.1f} s (CPU {cpu_emu:.1f} s), E = {e_emu:.9f}; ratio "
                       f"emu-mps/mps {t_emu / t_mps:.2f} (CPU {cpu_emu / cpu_mps:.2f}), "
                       f"|ΔE|/|E| = {abs(e_emu - e_mps) / abs(e_mps):.2e}   load average {os.getloadavg()[0]:.2f}")
@@ -280,9 +285,7 @@ def main() -> None:
             if not warmed:
                 warm_up_emu_mps()
                 warmed = True
-            cpu = time.process_time()
-            t_emu, e_emu = emu_mps_free_energy(model, args.max_bond)
-            cpu_emu = time.process_time() - cpu
+            t_emu, e_emu, cpu_emu = _timed_emu_mps(model, args.max_bond)
             print(f"  emu-mps DMRG free phase: {t_emu:.1f} s   ratio emu-mps/mps(free) = {t_emu / row['t_free']:.2f}   "
                   f"E_mps = {row['energy']:.9f}  E_emu = {e_emu:.9f}  "
                   f"|ΔE|/|E| = {abs(e_emu - row['energy']) / abs(row['energy']):.2e}")
