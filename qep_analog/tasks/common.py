@@ -146,3 +146,19 @@ def require_int(section: dict, key: str, default: int, minimum: int, where: str)
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
         raise QepValueError(f"'{where}.{key}' must be an integer ≥ {minimum}, not {value!r}")
     return value
+
+
+def check_section_types(section, name: str, keys: dict) -> None:
+    """A protocol table ``[name]``: a table, every key known, every value of its type (bools refused for numbers),
+    floats finite. Each failure is one QepValueError naming ``name.key``."""
+    from collections.abc import Mapping
+
+    if not isinstance(section, Mapping):
+        raise QepValueError(f"[{name}] must be a table")
+    for key, value in section.items():
+        if key not in keys:
+            raise QepValueError(f"unknown key '{name}.{key}'; allowed: {sorted(keys)}")
+        if isinstance(value, bool) or not isinstance(value, keys[key]):
+            raise QepValueError(f"'{name}.{key}' has the wrong type: {value!r}")
+        if isinstance(value, float) and not np.isfinite(value):
+            raise QepValueError(f"'{name}.{key}' must be finite, not {value}")

@@ -43,7 +43,6 @@ the update. Randomness of step s is seeded by (seed, s), so ``--resume`` continu
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -258,15 +257,9 @@ DESIGN_KEYS = {"pattern": (str, list), "spacing_um": (int, float), "train_positi
 
 def validate_design_section(section) -> None:
     """The ``[design]`` table: types only here; values are checked when the task is built."""
-    if not isinstance(section, Mapping):
-        raise QepValueError("[design] must be a table")
-    for key, value in section.items():
-        if key not in DESIGN_KEYS:
-            raise QepValueError(f"unknown key 'design.{key}'; allowed: {sorted(DESIGN_KEYS)}")
-        if isinstance(value, bool) or not isinstance(value, DESIGN_KEYS[key]):
-            raise QepValueError(f"'design.{key}' has the wrong type: {value!r}")
-        if isinstance(value, float) and not np.isfinite(value):
-            raise QepValueError(f"'design.{key}' must be finite, not {value}")
+    from qep_analog.tasks.common import check_section_types
+
+    check_section_types(section, "design", DESIGN_KEYS)
 
 
 def _atoms(value, n: int, key: str) -> tuple[int, ...]:

@@ -42,13 +42,10 @@ def validate_chain_section(section) -> None:
     ``z2_threshold``, ``z3_threshold`` (see :class:`~qep_analog.tasks.rydberg_chain.ChainSpec`), and the
     sensor's initial ``sensor_offsets`` ([[x_A, y_A], [x_B, y_B]] from chain atom 0) in ``sensor_units``
     ("spacing": units of the chain spacing a, the default; "um": µm)."""
-    if not isinstance(section, dict):
-        raise QepValueError("[chain] must be a table")
+    from qep_analog.tasks.common import check_section_types
+
+    check_section_types(section, "chain", CHAIN_KEYS)
     for key, value in section.items():
-        if key not in CHAIN_KEYS:
-            raise QepValueError(f"unknown key 'chain.{key}'; allowed: {sorted(CHAIN_KEYS)}")
-        if isinstance(value, bool) or not isinstance(value, CHAIN_KEYS[key]):
-            raise QepValueError(f"'chain.{key}' has the wrong type: {value!r}")
         if key in ("detuning_over_omega", "rb_over_a") and (len(value) != 2 or not all(
                 isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in value)):
             raise QepValueError(f"'chain.{key}' must be [low, high], not {value!r}")
