@@ -104,11 +104,14 @@ def _run(job: dict) -> dict:
     target = job.get("target")
 
     def stop(driver, record):
+        spent = sum(r.get("preparations") or 0 for r in driver.history_)
+        print(f"  [{job['config']} {job['method']} M={job['shots']} seed {job['seed']}] step {record['step']}: "
+              f"exact cost {record['cost']:.4f}, shots {spent:,}, {time.perf_counter() - start:.0f} s", flush=True)
         if target is not None and record["cost"] <= target:
             raise _Reached
 
-    driver = Driver(task=task, config=cfg, callback=stop)
     start = time.perf_counter()
+    driver = Driver(task=task, config=cfg, callback=stop)
     with threadpool_limits(limits=1):
         try:
             driver.fit()
@@ -215,7 +218,7 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--configs", nargs="+", default=["P10", "P30", "P108"], choices=list(CONFIGS))
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    ap.add_argument("--qep-shots", type=int, nargs="+", default=[100, 400])
+    ap.add_argument("--qep-shots", type=int, nargs="*", default=[100, 400], help="none: FD runs only")
     ap.add_argument("--fd-shots", type=int, nargs="+", default=[100, 400])
     ap.add_argument("--fd-seeds", type=int, nargs="+", default=None, help="seeds of the FD runs (default --seeds)")
     ap.add_argument("--beta", type=float, default=0.5)
