@@ -245,6 +245,8 @@ _SMALL = {"phase_sensor.toml": ["data.n_test=6", "data.n_train=20", "task.plot_r
           "rydberg_phase_sensor.toml": ["data.n_test=4", "data.n_train=10", "training.batch_size=2",
                                         "task.plot_resolution=2", "gradient.shots=20"],
           "inverse_design.toml": ['design.train_positions="none"', "gradient.shots=50"],
+          "rydberg_phase_sensor_mps.toml": ["chain.n_atoms=7", "data.n_test=2", "data.n_train=4",
+                                            "training.batch_size=2", "task.plot_resolution=2", "gradient.shots=20"],
           "rydberg_chain_51_device.toml": ["training.batch_size=1", "gradient.shots=50", "backend.options.max_bond=16",
                                            "backend.options.max_sweeps=6"]}
 

@@ -20,6 +20,14 @@ r g r g … and r g g r g g … give m ≈ 1; the uniform states (all g, all r) 
 bitstrings b with their Born probabilities p(b) makes it the (non-connected) structure factor of
 the density fluctuations, which is non-zero for the symmetric cat states a finite chain forms.
 Phase: Z2 if m_π ≥ τ₂ and m_π ≥ m_{2π/3}; Z3 if m_{2π/3} ≥ τ₃ and m_{2π/3} > m_π; else disordered.
+
+The structure factor needs only one- and two-point functions,
+
+    m_k = (c_k/N²) Σ_{j,l} cos(k(j − l)) [⟨n_j n_l⟩ − n̄ (⟨n_j⟩ + ⟨n_l⟩) + n̄²],   ⟨n_j n_j⟩ = ⟨n_j⟩,
+
+(:func:`structure_factors`), so chains beyond exact diagonalisation (``ground_states = "mps"``, N ≤ 256) take
+their labels from a DMRG ground state (the ``mps`` backend) through ⟨n_j⟩ and ⟨n_j n_l⟩; up to 16 atoms
+(``"exact"``) from the full probability vector.
 """
 
 from __future__ import annotations
@@ -32,6 +40,8 @@ import numpy as np
 from qep_analog.errors import QepValueError
 
 PHASES = ("disordered", "Z2", "Z3")
+GROUND_STATES = ("exact", "mps")
+N_LIMITS = {"exact": 16, "mps": 256}  # the exact route diagonalises 2^N states; DMRG has no such wall
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,7 +49,8 @@ class ChainSpec:
     """The chain and the (Δ/Ω, R_b/a) box its samples come from.
 
     ``omega`` (rad/µs) and ``c6`` (rad/µs·µm⁶) fix R_b; thresholds τ₂, τ₃ on the normalised
-    structure factors decide the labels.
+    structure factors decide the labels. ``ground_states``: how the labels' ground states are found,
+    ``"exact"`` (N ≤ 16, the full probability vector) or ``"mps"`` (N ≤ 256, DMRG correlations).
     """
 
     n_atoms: int = 10
@@ -49,10 +60,15 @@ class ChainSpec:
     rb_range: tuple[float, float] = (1.0, 2.8)
     z2_threshold: float = 0.5
     z3_threshold: float = 0.5
+    ground_states: str = "exact"
 
     def __post_init__(self) -> None:
-        if not isinstance(self.n_atoms, int) or not 3 <= self.n_atoms <= 16:
-            raise QepValueError(f"'chain.n_atoms' must be an integer in [3, 16] (exact ground states), "
+        if self.ground_states not in GROUND_STATES:
+            raise QepValueError(f"'chain.ground_states' must be one of {GROUND_STATES}, not {self.ground_states!r}")
+        limit = N_LIMITS[self.ground_states]
+        if not isinstance(self.n_atoms, int) or not 3 <= self.n_atoms <= limit:
+            raise QepValueError(f"'chain.n_atoms' must be an integer in [3, {limit}] ({self.ground_states} ground "
+                                f"states{'; backend mps reaches 256' if self.ground_states == 'exact' else ''}), "
                                 f"not {self.n_atoms!r}")
         for key in ("omega", "c6"):
             value = getattr(self, key)
@@ -158,6 +174,46 @@ def order_parameters(probabilities: np.ndarray, n_atoms: int) -> tuple[float, fl
     return out[0], out[1]
 
 
+def structure_factors(density, pair) -> tuple[float, float]:
+    """(m_Z2, m_Z3) from ⟨n_j⟩ (N,) and ⟨n_j n_l⟩ (N, N) (module docstring); equals :func:`order_parameters`
+    of the same state."""
+    d = np.asarray(density, dtype=float).reshape(-1)
+    n = d.size
+    c = np.asarray(pair, dtype=float)
+    if c.shape != (n, n):
+        raise QepValueError(f"'pair' must be ({n}, {n}) for {n} densities, not shape {c.shape}")
+    mean = d.mean()
+    fluct = c - mean * (d[:, None] + d[None, :]) + mean**2
+    sep = np.subtract.outer(np.arange(n), np.arange(n))
+    return tuple(float(norm * np.sum(np.cos(k * sep) * fluct) / n**2)
+                 for k, norm in ((np.pi, 4.0), (2 * np.pi / 3, 9.0)))
+
+
+def chain_correlations_mps(spec: ChainSpec, point, backend) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(⟨n_j⟩, ⟨n_j n_l⟩, the state's ``info``) of the chain's DMRG ground state at (Δ/Ω, R_b/a).
+
+    ``backend`` is an ``mps`` backend; it runs in the chain's own site order (``order = "given"``).
+    """
+    import dataclasses
+
+    from qep_analog.models.pauli import PauliProduct
+
+    n = spec.n_atoms
+    backend = dataclasses.replace(backend, order="given", positions_um=None, model=None, gap=False, warm_free=False)
+    detuning, spacing = spec.controls(point)
+    theta = _couplings(n, spacing, spec.c6)[np.triu_indices(n, 1)]
+    state = backend.prepare(chain_hamiltonian(n), theta, np.array([spec.omega, detuning]))
+    upper = np.triu_indices(n, 1)
+    products = [PauliProduct.parse(f"n{j}", n) for j in range(n)]
+    products += [PauliProduct.parse(f"n{j} n{k}", n) for j, k in zip(*upper, strict=True)]
+    values = state.expect(products)
+    density = values[:n]
+    pair = np.diag(density)
+    pair[upper] = values[n:]
+    pair[upper[1], upper[0]] = values[n:]
+    return density, pair, dict(state.info)
+
+
 def phase_of(m_z2: float, m_z3: float, z2_threshold: float, z3_threshold: float) -> int:
     """Index into :data:`PHASES` from the two order parameters (rule in the module docstring)."""
     if m_z2 >= z2_threshold and m_z2 >= m_z3:
@@ -167,9 +223,22 @@ def phase_of(m_z2: float, m_z3: float, z2_threshold: float, z3_threshold: float)
     return 0
 
 
-def chain_order(spec: ChainSpec, points) -> np.ndarray:
-    """(n, 2) order parameters (m_Z2, m_Z3) of the chain's ground state at each point (Δ/Ω, R_b/a)."""
+def chain_order(spec: ChainSpec, points, backend=None) -> np.ndarray:
+    """(n, 2) order parameters (m_Z2, m_Z3) of the chain's ground state at each point (Δ/Ω, R_b/a).
+
+    ``spec.ground_states = "mps"``: DMRG ground states of ``backend`` (default: an ``mps`` backend with its
+    defaults), through :func:`structure_factors`; ``"exact"``: the full probability vector.
+    """
     out = []
+    if spec.ground_states == "mps":
+        if backend is None:
+            from qep_analog.equilibrium.mps import MPSBackend
+
+            backend = MPSBackend()
+        for point in np.atleast_2d(points):
+            density, pair, _ = chain_correlations_mps(spec, point, backend)
+            out.append(structure_factors(density, pair))
+        return np.array(out).reshape(-1, 2)
     for point in np.atleast_2d(points):
         detuning, spacing = spec.controls(point)
         probs = chain_ground_probabilities(spec.n_atoms, spec.omega, detuning, spacing, spec.c6)
@@ -177,7 +246,7 @@ def chain_order(spec: ChainSpec, points) -> np.ndarray:
     return np.array(out).reshape(-1, 2)
 
 
-def chain_labels(spec: ChainSpec, points, order: np.ndarray | None = None) -> np.ndarray:
+def chain_labels(spec: ChainSpec, points, order: np.ndarray | None = None, backend=None) -> np.ndarray:
     """Phase indices (0 disordered, 1 Z2, 2 Z3) of the chain's ground state at each point."""
-    order = chain_order(spec, points) if order is None else order
+    order = chain_order(spec, points, backend) if order is None else order
     return np.array([phase_of(a, b, spec.z2_threshold, spec.z3_threshold) for a, b in order], dtype=int)

@@ -37,6 +37,10 @@ the generic estimator (:func:`qep_analog.learning.gradient.estimate_gradient`, o
 for every ∂H/∂J_ij = n_i n_j and ∂H/∂δ_s = −n_s) on each sample's own register, and are mapped to the
 offsets by the chain rule ∂J_ij/∂r_i = −6 C6 (r_i − r_j)/r_ij⁸.
 
+Ground states: any backend. Chains beyond 16 atoms need the ``mps`` backend (DMRG); with its ``order = "auto"``
+the task puts the sensor atoms on the first MPS sites, next to chain atom 0 (site order C, B, A, 0, 1, …, N − 1),
+so the sensor's couplings stay short-ranged along the MPS.
+
 Metrics (exact, on the free ground state): max-choice accuracy (argmax over the three code
 probabilities = label) and single-shot accuracy (the mean probability that one shot reads the
 label's code).
@@ -44,6 +48,7 @@ label's code).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -56,7 +61,7 @@ from qep_analog.learning.driver import Draw, StepEstimate, TrainingConfig
 from qep_analog.learning.gradient import GradientConfig, estimate_gradient
 from qep_analog.models.hamiltonian import Hamiltonian, Output, Term
 from qep_analog.models.pauli import PauliProduct, PauliSum
-from qep_analog.tasks.rydberg_chain import ChainSpec
+from qep_analog.tasks.rydberg_chain import N_LIMITS, ChainSpec
 
 # sensor bitstring (n_A, n_B) that names each phase of PHASES; (1, 1) names none
 CODES = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
@@ -199,8 +204,19 @@ class RydbergPhaseTask:
         if omega_max is not None and self.chain.omega > omega_max:
             raise QepValueError(f"'device.omega' = {self.chain.omega:g} rad/µs exceeds the global channel's "
                                 f"max_amp = {omega_max:.4g} rad/µs of {self.device.name}")
+        backend_name = getattr(self.backend, "name", type(self.backend).__name__)
+        if self.chain.n_atoms > N_LIMITS["exact"] and backend_name != "mps":
+            raise QepValueError(f"'chain.n_atoms' = {self.chain.n_atoms} needs [backend] name = 'mps' (DMRG): the "
+                                f"{backend_name!r} backend is used up to {N_LIMITS['exact']} chain atoms here")
+        if backend_name == "mps" and self.backend.order == "auto":
+            self.backend = dataclasses.replace(self.backend, order=self.mps_site_order())
         self.offsets, self.detunings = self._project(self.offsets, self.detunings)
         self.check_registers(self.theta_of(self.offsets, self.detunings))
+
+    def mps_site_order(self) -> tuple[int, ...]:
+        """MPS site order for chain + sensor: the sensor atoms (last first), then the chain atoms 0 … N − 1."""
+        n = self.chain.n_atoms
+        return tuple(range(n + self.n_sensor - 1, n - 1, -1)) + tuple(range(n))
 
     # -------------------------------------------------------------- parameters
     @property

@@ -7,9 +7,19 @@ box from ``seed``. With ``training.validation = n`` the last n training points a
 trained on): the driver selects the θ of best validation accuracy from measured sensor outcomes
 (``training.validation_shots``, default the gradient's shots), and the final θ is also scored exactly on
 them (``validation_exact_*``), for choosing designs without the test set.
+
+Large chains: with ``[backend] name = "mps"`` the labels come from DMRG ground states of the chain alone (the
+same backend and options, in the chain's own site order) through ⟨n_j⟩ and ⟨n_j n_l⟩, and ``chain.n_atoms``
+may reach 256 (e.g. 25, or the 51 atoms of Bernien et al. on MockDevice). ``[chain] label_cache = "dir"``
+keeps the order parameters of each (chain, points, backend) in ``dir/chain_order_<hash>.npz`` so that seeds and
+variants sharing a data set compute them once (DMRG labels cost ~0.5–7 s a point at N = 25–51).
 """
 
 from __future__ import annotations
+
+import dataclasses
+import hashlib
+from pathlib import Path
 
 import numpy as np
 
@@ -33,7 +43,8 @@ def detuning_only_baseline(train_inputs, train_labels, test_inputs, test_labels,
 
 # ----------------------------------------------------------------------------- protocol
 CHAIN_KEYS = {"n_atoms": (int,), "detuning_over_omega": (list,), "rb_over_a": (list,), "z2_threshold": (int, float),
-              "z3_threshold": (int, float), "sensor_offsets": (list,), "sensor_units": (str,)}
+              "z3_threshold": (int, float), "sensor_offsets": (list,), "sensor_units": (str,),
+              "label_cache": (str,)}
 _SENSOR_DEVICE_KEYS = ("name", "omega", "detunings", "train_positions", "position_learning_rate")
 
 
@@ -58,7 +69,9 @@ def validate_chain_section(section) -> None:
 def chain_spec(protocol, device) -> ChainSpec:
     c = protocol.section("chain")
     d = protocol.section("device")
-    opts = {"n_atoms": c.get("n_atoms", 7), "omega": float(d.get("omega", 1.6)), "c6": float(device.interaction_coeff)}
+    ground_states = "mps" if protocol.section("backend").get("name") == "mps" else "exact"
+    opts = {"n_atoms": c.get("n_atoms", 7), "omega": float(d.get("omega", 1.6)), "c6": float(device.interaction_coeff),
+            "ground_states": ground_states}
     for key, name in (("detuning_over_omega", "detuning_range"), ("rb_over_a", "rb_range")):
         if key in c:
             opts[name] = tuple(float(v) for v in c[key])
@@ -68,9 +81,40 @@ def chain_spec(protocol, device) -> ChainSpec:
     return ChainSpec(**opts)
 
 
+def cached_chain_order(spec: ChainSpec, points, backend=None, cache: str | None = None) -> np.ndarray:
+    """:func:`~qep_analog.tasks.rydberg_chain.chain_order`, read from / written to ``cache`` (a directory) when
+    given: one ``.npz`` per (spec, points, backend options)."""
+    from qep_analog.tasks.rydberg_chain import chain_order
+
+    points = np.atleast_2d(np.asarray(points, dtype=float))
+    if cache is None:
+        return chain_order(spec, points, backend)
+    solver = "exact" if spec.ground_states == "exact" or backend is None else repr(
+        dataclasses.replace(backend, order="given", positions_um=None, model=None))
+    key = hashlib.sha256(repr((spec, solver)).encode() + points.tobytes()).hexdigest()[:20]
+    path = Path(cache) / f"chain_order_{key}.npz"
+    if path.is_file():
+        with np.load(path) as saved:
+            if np.array_equal(saved["points"], points):
+                return saved["order"]
+    order = chain_order(spec, points, backend)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, points=points, order=order, spec=repr(spec), solver=solver)
+    tmp.replace(path)
+    return order
+
+
+def _label_backend(protocol, spec: ChainSpec):
+    """The protocol's ``mps`` backend for DMRG labels (None: exact labels)."""
+    from qep_analog.tasks.build import build_backend
+
+    return build_backend(protocol) if spec.ground_states == "mps" else None
+
+
 def _data(ctx, spec: ChainSpec, n_val: int = 0):
     from qep_analog.tasks.common import require_int
-    from qep_analog.tasks.rydberg_chain import chain_labels, chain_order
+    from qep_analog.tasks.rydberg_chain import chain_labels
 
     d = ctx.protocol.section("data")
     if d.get("kind", "chain-phases") != "chain-phases":
@@ -84,7 +128,8 @@ def _data(ctx, spec: ChainSpec, n_val: int = 0):
         raise QepValueError(f"'data.n_train' + 'data.n_test' must be ≤ 100000, not {n_train + n_test}")
     rng = np.random.default_rng([require_int(d, "seed", 0, 0, "data"), 17])
     points = spec.sample(n_train + n_test, rng)
-    order = chain_order(spec, points)
+    order = cached_chain_order(spec, points, _label_backend(ctx.protocol, spec),
+                               ctx.protocol.section("chain").get("label_cache"))
     labels = chain_labels(spec, points, order)
     if n_val >= n_train:
         raise QepValueError(f"'training.validation' must be smaller than 'data.n_train' = {n_train}, not {n_val}")
@@ -97,7 +142,7 @@ def run_rydberg_phases(ctx) -> dict:
     from qep_analog.device.devices import load_device
     from qep_analog.tasks.build import build_backend, build_gradient_config
     from qep_analog.tasks.common import drive, require_int
-    from qep_analog.tasks.rydberg_chain import chain_labels, chain_order
+    from qep_analog.tasks.rydberg_chain import chain_labels
 
     dev = ctx.protocol.section("device")
     unused = sorted(set(dev) - set(_SENSOR_DEVICE_KEYS))
@@ -131,13 +176,14 @@ def run_rydberg_phases(ctx) -> dict:
                   "detuning_only_baseline": detuning_only_baseline(x_train, y_train, x_test, y_test),
                   "class_fractions_test": np.bincount(y_test, minlength=3).astype(float) / len(y_test),
                   "blockade_radius_um": spec.blockade_radius_um, "spacing_range_um": list(spec.spacing_range_um),
-                  "n_chain": spec.n_atoms, "device": device.name, "objective": task.config.objective.name})
+                  "n_chain": spec.n_atoms, "device": device.name, "label_ground_states": spec.ground_states,
+                  "objective": task.config.objective.name})
     res = require_int(ctx.protocol.section("task"), "plot_resolution", 12, 2, "task")
     d_axis = np.linspace(*spec.detuning_range, res)
     r_axis = np.linspace(*spec.rb_range, res)
     grid = np.array([[d, r] for r in r_axis for d in d_axis])
     probs = task.outcome_probabilities(theta, grid)
-    order = chain_order(spec, grid)
+    order = cached_chain_order(spec, grid, _label_backend(ctx.protocol, spec), chain.get("label_cache"))
     exact = chain_labels(spec, grid, order)
     final["grid_accuracy"] = float(np.mean(np.argmax(probs[:, :3], axis=1) == exact))
     offsets, detunings = task.split(theta)
