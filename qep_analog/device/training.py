@@ -100,7 +100,8 @@ class RydbergTask:
         step = StepEstimate.from_estimate(est)
         return StepEstimate(gradient=np.concatenate([grad_pos.ravel(), grad_det]), loss=step.loss,
                             preparations=step.preparations or 0, crossings=step.crossings,
-                            crossing_samples=step.crossing_samples, dropped=step.dropped, state=step.state)
+                            crossing_samples=step.crossing_samples, dropped=step.dropped, state=step.state,
+                            extras={"runs": list(est.runs)} if est.runs else {})  # a staged allocation's runs
 
     def project(self, theta: np.ndarray) -> np.ndarray:
         k = self.model.positions_um.size

@@ -189,10 +189,13 @@ class GradientEstimate:
     state_kinds: tuple[str, ...] = ()
     per_sample: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 0)))
     preparation_flags: tuple[dict, ...] = ()
+    runs: tuple[int, ...] = ()  # shots of each run made, when a staged allocation splits phases (learning/shots.py)
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d.pop("per_sample")
+        if not self.runs:  # the uniform path: every run has ``shots``
+            d.pop("runs")
         for key in ("gradient", "stderr", "outputs"):
             d[key] = np.asarray(d[key]).tolist()
         d["parameter_names"] = list(self.parameter_names)
@@ -517,4 +520,5 @@ def estimate_gradient(
         outputs=np.array([r["y"] for r in results]), per_sample=per_sample,
         state_kinds=tuple(sorted({r["kind"] for r in results})),
         preparation_flags=tuple(f for r in results for f in r.get("preparation_flags", ())),
+        runs=tuple(int(m) for r in results for m in r.get("runs", ())),
     )

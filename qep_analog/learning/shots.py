@@ -24,6 +24,13 @@ uniform bill ``shots`` × samples × (output settings + 2 × derivative settings
 Counts are per derivative setting: a leg of m shots costs m × (derivative settings) preparations (one on a
 Rydberg array). Legs share their settings' counts.
 
+**Runs** (the bill's jobs): the pilot, the probe and the rest of a leg are separate runs of a sequence on the
+device, i.e. separate submissions, each billed as ⌈m / max_runs_per_job⌉ jobs. Every result of a staged step
+records the shots of each run it made (``runs``: pilot legs and the free phase m₀ each, probe legs m₀, the rest
+m₁ > 0; one entry per setting), so a leg whose Neyman share is 0 makes no second run. Per sample and step with
+one setting per phase: 5 runs (``even``/``variance``: 3 pilots + 2 rests), 7 with adaptive β's probe, 3 on the
+uniform path (not recorded there: every run has ``shots``). :func:`sequence_runs` reads a training history.
+
 **Adaptive β** (``gradient.adaptive_beta = true``): per step, a batch β* that balances the symmetric
 estimator's bias b β² (b = h'''(0)/6, the third-order response) against its shot noise K/(β² R):
 
@@ -151,6 +158,8 @@ def allocated_results(tasks: list, run_pilot, config) -> tuple[list[dict], float
     m0 = config.pilot_shots
     pilot_cfg = replace(config, shots=m0)
     results = copy.deepcopy(run_pilot([replace(t, config=pilot_cfg) for t in tasks]))  # fresh, aligned arrays
+    for r in results:  # the pilot: one run of m₀ shots per (phase, setting) measured
+        r["runs"] = [m0] * (r["preparations"] // m0)
     kept = [i for i, r in enumerate(results) if not r["dropped"]]
     weights = {i: results[i].get("weight", 1.0) for i in kept}
     total_weight = sum(weights.values()) or 1.0
@@ -176,6 +185,7 @@ def allocated_results(tasks: list, run_pilot, config) -> tuple[list[dict], float
                 meter = _Meter(h, meter_cfg, _stream(task, _PROBE_STREAM, j))
                 mean, se = meter.derivatives(state)
                 r["preparations"] += meter.preparations
+                r["runs"] += [m0] * (meter.preparations // m0)
                 legs.append(dict(sign=sign, beta=half, coef=sign / (2 * half), state=state, mean=mean, se=se,
                                  shots=m0, ok=ok))
             probes[i] = dict(legs=legs, ok=all(leg["ok"] for leg in legs))
@@ -217,6 +227,7 @@ def allocated_results(tasks: list, run_pilot, config) -> tuple[list[dict], float
         meter = _Meter(h, replace(config, shots=int(m1)), _stream(tasks[i], _MAIN_STREAM, j))
         mean1, se1 = meter.derivatives(leg["state"])
         results[i]["preparations"] += meter.preparations
+        results[i]["runs"] += [int(m1)] * (meter.preparations // int(m1))  # the rest: a run of its own
         if leg["shots"]:
             leg["mean"], leg["se"] = _pool(leg["shots"], leg["mean"], leg["se"], int(m1), mean1, se1)
         else:
@@ -232,6 +243,26 @@ def allocated_results(tasks: list, run_pilot, config) -> tuple[list[dict], float
         for key in ("legs", "free_state", "direction"):
             r.pop(key, None)
     return results, step_beta
+
+
+def sequence_runs(history, shots: int) -> list[int]:
+    """Shots of each separate run of a sequence in a training ``history`` (the driver's records).
+
+    A step's recorded ``runs`` (a staged allocation: pilot, probe and rest are separate runs) count as they are;
+    the rest of its ``preparations`` (every preparation on the uniform path, validation outputs) are runs of
+    ``shots`` each. The bill's jobs are then Σ ⌈m / max_runs_per_job⌉ over the runs.
+    """
+    if not shots or shots < 1:
+        raise QepValueError(f"'gradient.shots' must be a positive integer to count runs, not {shots!r}")
+    out: list[int] = []
+    for record in history:
+        runs = [int(m) for m in record.get("runs", ())]
+        rest = int(record.get("preparations") or 0) - sum(runs)
+        if rest < 0:
+            raise QepValueError(f"step {record.get('step')}: 'runs' add up to {sum(runs)} shots, more than its "
+                                f"{record.get('preparations')} preparations")
+        out += runs + [int(shots)] * (rest // int(shots))
+    return out
 
 
 def _choose_beta(config, results, probes, weights, total_weight, budget, sigma, n_der) -> float:

@@ -126,8 +126,13 @@ def run_rydberg(ctx: RunContext) -> dict:
     totals = driver.totals()
     final = {k: hist[-1][k] for k in ("test_loss", "test_accuracy") if k in hist[-1]}
     shots = int(task.config.shots or 0)
-    sequences = totals["preparations"] // shots if shots else 0  # one sequence = one (sample, phase) of a step
-    bill = shot_bill([shots] * sequences, device=model.device, lab=lab_metadata(spec["device"]))
+    if shots and (task.config.shot_allocation != "uniform" or task.config.adaptive_beta):
+        from qep_analog.learning.shots import sequence_runs  # pilot, probe and rest: separate runs (jobs)
+
+        runs = sequence_runs(hist, shots)
+    else:
+        runs = [shots] * (totals["preparations"] // shots if shots else 0)  # one run per (sample, phase) of a step
+    bill = shot_bill(runs, device=model.device, lab=lab_metadata(spec["device"]))
     final.update({"initial_test_accuracy": hist[0]["test_accuracy"], "initial_test_loss": hist[0]["test_loss"],
                   "steps": driver.step_, "preparations": totals["preparations"], "shot_bill": bill.as_dict(),
                   "nudge": "global" if global_only else "local",
