@@ -305,16 +305,43 @@ def report(results: dict, out: Path) -> None:
             walls = [r["wall_s"] for r in runs if r["method"] == method and r["shots"] == m]
             details.append(f"    {c} {method} M={m}: shots to c* per seed {values} "
                            f"(wall per run {np.mean(walls):.0f} s)")
+    for c, entry in results["configs"].items():
+        for m in entry.get("merged", []):
+            details.append(f"    {c}: runs {m['runs']} merged from {m['file']} (its own noiseless reference: c* = "
+                           f"{m['target']:.4f}; counted here against c* = {entry['target']:.4f})")
+        for r in entry["runs"]:
+            if r["method"] == "fd" and "error" not in r:
+                details.append(f"    {c} fd M={r['shots']} seed {r['seed']}: exact cost per step "
+                               + " → ".join(f"{v:.2f}" for v in r["cost"]))
     print("\n".join(details))
     plot(results, Path(f"{out}.png"))
     print(f"\nwrote {out}.png")
 
 
+def _key(run: dict) -> tuple:
+    return run["method"], run["shots"], run["seed"]
+
+
 def merge(paths: list[str], out: str) -> None:
-    """Combine the arrays of several result files (one bench invocation per array) into one table and figure."""
+    """Combine result files (one bench invocation per array, or more runs of an array) into one table and figure.
+
+    An array met again keeps the first file's reference and target c*; the later file's runs are added, and
+    replace the runs of the same (method, M, seed) (e.g. an FD run continued to the target). Shots to c* are
+    counted against the kept c*; the later file's own reference and c* are recorded under ``merged``.
+    """
     results = {"configs": {}}
     for path in paths:
-        results["configs"].update(json.loads(Path(path).read_text())["configs"])
+        for name, entry in json.loads(Path(path).read_text())["configs"].items():
+            kept = results["configs"].get(name)
+            if kept is None:
+                results["configs"][name] = entry
+                continue
+            new = {_key(r) for r in entry["runs"]}
+            kept["runs"] = [r for r in kept["runs"] if _key(r) not in new] + [dict(r, merged_from=str(path))
+                                                                                 for r in entry["runs"]]
+            kept.setdefault("merged", []).append({"file": str(path), "target": entry["target"],
+                                                  "reference_cost": entry["reference"]["cost"],
+                                                  "runs": sorted(new, key=str), "wall_s": entry.get("wall_s")})
     order = [c for c in CONFIGS if c in results["configs"]]
     results["configs"] = {c: results["configs"][c] for c in order}
     Path(f"{out}.json").write_text(json.dumps(results, indent=1, default=float))
