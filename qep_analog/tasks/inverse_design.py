@@ -324,8 +324,13 @@ def run_inverse_design(ctx: RunContext) -> dict:
     totals = driver.totals()
     model = task.model_at(driver.parameters_)
     p, shots = len(task.parameter_names), task.config.shots
-    sequences = 0 if not shots else totals["preparations"] // shots
-    bill = shot_bill([shots or 0] * sequences, device=model.device, lab=lab_metadata(spec["device"]))
+    if shots and (task.config.shot_allocation != "uniform" or task.config.adaptive_beta):
+        from qep_analog.learning.shots import sequence_runs  # pilot, probe and rest: separate runs (jobs)
+
+        runs = sequence_runs(hist, shots)
+    else:
+        runs = [shots or 0] * (0 if not shots else totals["preparations"] // shots)
+    bill = shot_bill(runs, device=model.device, lab=lab_metadata(spec["device"]))
     last = task.evaluate(driver.parameters_)
     final = {"method": task.method, "parameters": p, "atoms": model.n_atoms,
              "shots_per_step": shot_count(task), "initial_cost": hist[0]["cost"], "cost": last["cost"],

@@ -98,3 +98,18 @@ def test_sequence_runs_reads_records_and_refuses_overcounts():
     with pytest.raises(QepValueError, match="gradient.shots"):
         sequence_runs(history, 0)
     assert np.array_equal(sequence_runs([], 5), [])
+
+
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+def test_the_inverse_design_bill_counts_the_split_runs_too(tmp_path, spy):
+    """One sample per step: 3 pilot runs of m₀, then the rest of 3M split over the ±β legs (2 runs)."""
+    over = ["device.positions_um=[[0.0, 0.0], [6.0, 0.0], [0.0, 6.0], [6.0, 6.0]]",
+            "device.detunings=[0.0, 0.0, 0.0, 0.0]", f"training.steps={STEPS}", f"gradient.shots={M}",
+            'gradient.shot_allocation="even"', f"gradient.pilot_shots={PILOT}"]
+    res = run_training("protocols/inverse_design.toml", out_dir=tmp_path / "design", progress=False, overrides=over)
+    bill = res["final"]["shot_bill"]
+    q, r = divmod(3 * M - 3 * PILOT, 2)
+    expected = ([PILOT] * 3 + [q + r, q]) * STEPS
+    assert sorted(spy) == sorted(expected) and bill["shots"] == sum(expected) == 3 * M * STEPS
+    assert bill["jobs"] == _jobs(expected) == STEPS * (3 + 4 + 4)
+    assert bill["cost"] == pytest.approx(sum(expected) * LAB.price_per_shot, rel=1e-12)
