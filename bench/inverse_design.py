@@ -219,7 +219,7 @@ def main(argv=None) -> None:
     ap.add_argument("--configs", nargs="+", default=["P10", "P30", "P108"], choices=list(CONFIGS))
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("--qep-shots", type=int, nargs="*", default=[100, 400], help="none: FD runs only")
-    ap.add_argument("--fd-shots", type=int, nargs="+", default=[100, 400])
+    ap.add_argument("--fd-shots", type=int, nargs="*", default=[100, 400], help="none: QEP runs only")
     ap.add_argument("--fd-seeds", type=int, nargs="+", default=None, help="seeds of the FD runs (default --seeds)")
     ap.add_argument("--beta", type=float, default=0.5)
     ap.add_argument("--fd-step-um", type=float, default=0.2)
