@@ -81,6 +81,11 @@ def chain_spec(protocol, device) -> ChainSpec:
     return ChainSpec(**opts)
 
 
+def chain_points(spec: ChainSpec, n: int, seed: int) -> np.ndarray:
+    """The data set's ``n`` points (Δ/Ω, R_b/a): training points first, then test points (``[data] seed``)."""
+    return spec.sample(n, np.random.default_rng([seed, 17]))
+
+
 def cached_chain_order(spec: ChainSpec, points, backend=None, cache: str | None = None) -> np.ndarray:
     """:func:`~qep_analog.tasks.rydberg_chain.chain_order`, read from / written to ``cache`` (a directory) when
     given: one ``.npz`` per (spec, points, backend options)."""
@@ -126,10 +131,11 @@ def _data(ctx, spec: ChainSpec, n_val: int = 0):
     n_test = require_int(d, "n_test", 200, 1, "data")
     if n_train + n_test > 100_000:
         raise QepValueError(f"'data.n_train' + 'data.n_test' must be ≤ 100000, not {n_train + n_test}")
-    rng = np.random.default_rng([require_int(d, "seed", 0, 0, "data"), 17])
-    points = spec.sample(n_train + n_test, rng)
-    order = cached_chain_order(spec, points, _label_backend(ctx.protocol, spec),
-                               ctx.protocol.section("chain").get("label_cache"))
+    points = chain_points(spec, n_train + n_test, require_int(d, "seed", 0, 0, "data"))
+    backend, cache = _label_backend(ctx.protocol, spec), ctx.protocol.section("chain").get("label_cache")
+    # training and test points cached apart: runs with other n_train share the test set's labels
+    order = np.vstack([cached_chain_order(spec, points[:n_train], backend, cache),
+                       cached_chain_order(spec, points[n_train:], backend, cache)])
     labels = chain_labels(spec, points, order)
     if n_val >= n_train:
         raise QepValueError(f"'training.validation' must be smaller than 'data.n_train' = {n_train}, not {n_val}")

@@ -1,0 +1,162 @@
+"""The Rydberg phase sensor at chain sizes only the ``mps`` backend reaches (issue 17 part 1): N = 25 and the
+51-atom chain of Bernien et al. (Nature 551, 579 (2017)), on MockDevice at Ω = 1.6 rad/µs.
+
+    H = Σ_i (Ω/2) X_i − Δ Σ_i n_i − Σ_s δ_s n_s + Σ_{i<j} C6/r_ij⁶ n_i n_j      (rad/µs, µm)
+
+Divided by Ω, H depends only on Δ/Ω, δ_s/Ω, R_b/a and the sensor offsets in units of the spacing, so a sensor
+trained at N = 7 on WeightedAnalogDevice (same Ω) is the same sensor here. This script
+
+* maps the labels (m_Z2, m_Z3 ≥ 0.5 of the chain's DMRG ground state) over a grid of (Δ/Ω, R_b/a) at N and
+  compares them with the exact N = 7 labels at the same points (``--grid``);
+* scores trained sensors (``--runs``: run directories of ``qep-analog train``, their final θ) at N on the test
+  points of the protocol's data set (``[data] seed = 0``, 400 training points: the same 200 test points as the
+  N = 7 ``--full`` study), max-choice and single-shot accuracy, exact on the DMRG states;
+* draws the first sensor's predicted phase over the grid with the label boundaries at N (black) and at N = 7
+  (red, dashed) (``--png``).
+
+Labels are cached (``--cache``). Run under ``nice -n 10`` with one BLAS thread (the backend sets it).
+
+    python bench/rydberg_phase_sensor_mps.py --n-atoms 25 --grid 15 --cache /tmp/labels --out n25.json \\
+        --png bench/results/rydberg_phase_sensor_n25.png --runs /work/runs17p1/study/trained_s{1,2,3,4,5}
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from qep_analog.device.devices import load_device
+from qep_analog.equilibrium.mps import MPSBackend
+from qep_analog.learning.gradient import GradientConfig
+from qep_analog.tasks.rydberg_chain import PHASES, ChainSpec, chain_labels
+from qep_analog.tasks.rydberg_phases import RydbergPhaseTask, scores
+from qep_analog.tasks.rydberg_phases_run import cached_chain_order, chain_points, phase_map_figure
+
+OMEGA = 1.6
+BACKEND = dict(max_bond=64, cutoff=1e-10, energy_tol=1e-8, variance_tol=1e-4)  # protocols/rydberg_phase_sensor_mps
+
+
+def load_theta(run: Path) -> tuple[list, list]:
+    """(sensor offsets in spacings, DMM detunings in rad/µs) of a finished run."""
+    results = json.loads((run / "results.json").read_text())
+    theta = results["theta"]
+    atoms = [a for a in "ABC" if f"x_{a}" in theta]
+    if results["config"]["chain"].get("sensor_units", "spacing") != "spacing":
+        raise SystemExit(f"{run}: only sensors with offsets in units of the spacing transfer between devices")
+    return [[theta[f"x_{a}"], theta[f"y_{a}"]] for a in atoms], [theta[f"delta_{a}"] for a in atoms]
+
+
+def timed_order(spec, points, backend, cache):
+    start = time.perf_counter()
+    order = cached_chain_order(spec, points, backend, cache)
+    return order, time.perf_counter() - start
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n-atoms", type=int, default=25)
+    parser.add_argument("--runs", nargs="*", default=[], help="run directories whose final sensor is scored")
+    parser.add_argument("--n-test", type=int, default=200, help="test points scored (the first k of the 200)")
+    parser.add_argument("--grid", type=int, default=0, help="label map on a grid × grid of the box (0: none)")
+    parser.add_argument("--cache", default=None, help="label cache directory")
+    parser.add_argument("--out", default=None, help="JSON with every number printed")
+    parser.add_argument("--png", default=None, help="phase map of the first run's sensor over the grid")
+    args = parser.parse_args(argv)
+
+    device = load_device("MockDevice")
+    backend = MPSBackend(**BACKEND)
+    spec = ChainSpec(n_atoms=args.n_atoms, omega=OMEGA, c6=float(device.interaction_coeff), ground_states="mps")
+    small = ChainSpec(n_atoms=7, omega=OMEGA, c6=float(device.interaction_coeff))
+    report: dict = {"n_atoms": args.n_atoms, "backend": BACKEND, "device": device.name}
+    test = chain_points(spec, 600, 0)[400:][: args.n_test]
+    grid = None
+    if args.grid:
+        d_axis = np.linspace(*spec.detuning_range, args.grid)
+        r_axis = np.linspace(*spec.rb_range, args.grid)
+        grid = np.array([[d, r] for r in r_axis for d in d_axis])
+        order, seconds = timed_order(spec, grid, backend, args.cache)
+        labels = chain_labels(spec, grid, order)
+        labels7 = chain_labels(small, grid)
+        fractions = np.bincount(labels, minlength=3) / len(labels)
+        report["grid"] = {"detuning_over_omega": d_axis.tolist(), "rb_over_a": r_axis.tolist(),
+                          "order": order.tolist(), "labels": labels.tolist(), "labels_n7": labels7.tolist(),
+                          "fractions": fractions.tolist(), "seconds": seconds,
+                          "agreement_with_n7": float(np.mean(labels == labels7)),
+                          "max_m_z2": float(order[:, 0].max()), "max_m_z3": float(order[:, 1].max())}
+        print(f"N = {args.n_atoms}: grid {args.grid}×{args.grid} labels in {seconds:.0f} s; fractions "
+              + ", ".join(f"{p} {f:.3f}" for p, f in zip(PHASES, fractions, strict=True))
+              + f"; same label as N = 7 on {np.mean(labels == labels7):.3f} of the grid; max m_Z2 "
+              f"{order[:, 0].max():.3f}, max m_Z3 {order[:, 1].max():.3f}", flush=True)
+    order, seconds = timed_order(spec, test, backend, args.cache)
+    y_test = chain_labels(spec, test, order)
+    y7 = chain_labels(small, test)
+    report["test"] = {"n": len(test), "labels": y_test.tolist(), "labels_n7": y7.tolist(), "seconds": seconds,
+                      "fractions": (np.bincount(y_test, minlength=3) / len(y_test)).tolist(),
+                      "n7_labels_as_predictor": float(np.mean(y7 == y_test))}
+    print(f"N = {args.n_atoms}: {len(test)} test labels in {seconds:.0f} s; fractions "
+          f"{np.round(report['test']['fractions'], 3).tolist()}; the N = 7 labels agree on {np.mean(y7 == y_test):.3f}",
+          flush=True)
+    config = GradientConfig(estimator="symmetric", nudge="cost-operator", beta=0.3)
+    rows = []
+    for k, run in enumerate(map(Path, args.runs)):
+        offsets, detunings = load_theta(run)
+        task = RydbergPhaseTask(chain=spec, device=device, offsets=offsets, detunings=detunings, backend=backend,
+                                config=config, inputs=test, labels=y_test)
+        theta = task.theta_of(task.offsets, task.detunings)
+        start = time.perf_counter()
+        probs = task.outcome_probabilities(theta, test)
+        seconds = time.perf_counter() - start
+        row = {"run": str(run), **scores(probs, y_test), "seconds": seconds,
+               "accuracy_vs_n7_labels": scores(probs, y7)["accuracy"]}
+        print(f"  {run}: max-choice {row['accuracy']:.3f}, single-shot {row['single_shot_accuracy']:.3f}, "
+              f"loss {row['loss']:.3f} (against the N = 7 labels of the same points: "
+              f"{row['accuracy_vs_n7_labels']:.3f}); "
+              f"{seconds:.0f} s, {seconds / len(test):.2f} s a point", flush=True)
+        if k == 0 and grid is not None:
+            grid_probs = task.outcome_probabilities(theta, grid)
+            row["grid_probabilities"] = grid_probs.tolist()
+            row["grid_accuracy"] = float(np.mean(np.argmax(grid_probs[:, :3], axis=1) == report["grid"]["labels"]))
+            if args.png:
+                _figure(report, row, offsets, args.png)
+        rows.append(row)
+    if rows:
+        acc = np.array([r["accuracy"] for r in rows])
+        single = np.array([r["single_shot_accuracy"] for r in rows])
+        report["summary"] = {"accuracy_mean": acc.mean(), "accuracy_std": acc.std(ddof=1) if len(acc) > 1 else 0.0,
+                             "single_shot_mean": single.mean(),
+                             "single_shot_std": single.std(ddof=1) if len(single) > 1 else 0.0}
+        print(f"N = {args.n_atoms}, {len(rows)} sensors: max-choice {acc.mean():.3f} ± "
+              f"{report['summary']['accuracy_std']:.3f}, single-shot {single.mean():.3f} ± "
+              f"{report['summary']['single_shot_std']:.3f}", flush=True)
+    report["runs"] = rows
+    if args.out:
+        Path(args.out).write_text(json.dumps(report, indent=1))
+    return 0
+
+
+def _figure(report: dict, row: dict, offsets, png: str) -> None:
+    g = report["grid"]
+    results = {"plot": {"detuning_over_omega": g["detuning_over_omega"], "rb_over_a": g["rb_over_a"],
+                        "outcome_probabilities": row["grid_probabilities"], "labels": g["labels"],
+                        "phases": list(PHASES), "n_chain": report["n_atoms"], "thresholds": [0.5, 0.5],
+                        "sensor_offsets": offsets},
+               "final": {"test_accuracy": row["accuracy"], "test_single_shot_accuracy": row["single_shot_accuracy"]}}
+    fig = phase_map_figure(results)
+    ax = fig.axes[0]
+    d, r = np.array(g["detuning_over_omega"]), np.array(g["rb_over_a"])
+    small = np.array(g["labels_n7"]).reshape(len(r), len(d))
+    for phase in (1, 2):
+        if np.any(small == phase):
+            ax.contour(d, r, (small == phase).astype(float), levels=[0.5], colors="r", linewidths=1.0,
+                       linestyles="--")
+    ax.set_title(ax.get_title() + f"; red dashed: N = 7 labels\nsensor trained at N = 7 ({row['run']})", fontsize=7)
+    Path(png).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=130, bbox_inches="tight")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
