@@ -46,9 +46,22 @@ VARIANTS = {
     "cosine": ["training.validation=100", 'training.schedule="cosine"', "training.final_learning_rate=0.005"],
     "exact_c": ["training.validation=100", "chain.sensor_offsets=[[-1.8, 0.0], [-2.6, 0.8], [-1.0, -1.0]]",
                 "device.detunings=[0.0, -1.6, 0.0]"],
+    # session 8 (docs/notes/issue-17-part1-accuracy.md), all with a validation split:
+    # A beside the chain's middle atom, 1.7 spacings off the axis: blockaded by the chain where R_b/a or the density
+    # is large, it reads "Z2" (measured: the N = 9 task, where Z3 is 2.5 %); B parked beyond the end, off (δ_B = −10)
+    "interior": ["training.validation=100", "chain.sensor_offsets=[[3.0, 1.7], [-2.5, 1.5]]",
+                 "device.detunings=[-1.0, -10.0]"],
+    # blind control: offsets in µm (the pair's own geometry does not follow a), 40 µm off the chain axis on both
+    # sides (couplings to the chain ≤ C6/(40 µm)⁶ = 0.003 rad/µs), positions frozen, detunings trained
+    "blind": ['chain.sensor_units="um"', "chain.sensor_offsets=[[28.0, 40.0], [28.0, -40.0]]",
+              "device.train_positions=false", "device.detunings=[-1.3, -10.0]", "training.validation=100"],
 }
 N9 = {  # the decoupled sensor of a 9-atom chain: 5.5 spacings above its middle, inside the 80 µm radius
-    "decoupled": ["device.train_positions=false", "chain.sensor_offsets=[[3.5, 5.5], [4.5, 5.5]]"]}
+    "decoupled": ["device.train_positions=false", "chain.sensor_offsets=[[3.5, 5.5], [4.5, 5.5]]"],
+    "interior": ["training.validation=100", "chain.sensor_offsets=[[4.0, 1.7], [-2.5, 1.5]]",
+                 "device.detunings=[-1.0, -10.0]"],
+    "blind": ['chain.sensor_units="um"', "chain.sensor_offsets=[[35.0, 40.0], [35.0, -40.0]]",
+              "device.train_positions=false", "device.detunings=[-1.3, -10.0]", "training.validation=100"]}
 
 
 def run(variant: str, seed: int, out: Path, lock: str | None, extra: tuple[str, ...] = ()) -> dict:
@@ -149,6 +162,26 @@ def label_maps(sizes: list[int], png: Path, resolution: int = 25, omega: float =
     print(f"wrote {png}")
 
 
+OUTCOME_INDEX = {"gg": 0, "rg": 1, "gr": 2, "rr": 3}
+
+
+def in_phase_order(results: dict, codes: list[str]) -> dict:
+    """A copy of a run's results whose plot outcome probabilities are reordered so that column k is the outcome
+    that names phase k under the read-out ``codes`` (disordered, Z2, Z3), the unused outcome last; adds
+    ``grid_accuracy_codes`` (max-choice over the three used outcomes against the plot grid's labels)."""
+    import copy
+
+    used = [OUTCOME_INDEX[c] for c in codes]
+    order = used + [i for i in range(4) if i not in used]
+    out = copy.deepcopy(results)
+    probs = np.array(out["plot"]["outcome_probabilities"])[:, order]
+    out["plot"]["outcome_probabilities"] = probs.tolist()
+    out["plot"]["outcomes"] = [*codes, next(k for k, v in OUTCOME_INDEX.items() if v == order[3])]
+    labels = np.array(out["plot"]["labels"])
+    out["final"]["grid_accuracy_codes"] = float(np.mean(np.argmax(probs[:, :3], axis=1) == labels))
+    return out
+
+
 def figure(results: dict, sizes: list[int], png: Path) -> None:
     import matplotlib
 
@@ -186,9 +219,18 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="*", default=[9, 10], help="chain lengths for boundary contours")
     parser.add_argument("--onsets", action="store_true",
                         help="only print the Δ/Ω where m_Z2 (R_b/a = 1.5) and m_Z3 (R_b/a = 2.4) reach 0.5 against N")
+    parser.add_argument("--figure", type=Path, default=None,
+                        help="only draw the phase map of this finished run directory into --png")
+    parser.add_argument("--codes", default="gg,rg,gr",
+                        help="read-out codes (disordered, Z2, Z3) the --figure run was trained with")
     parser.add_argument("--labels", type=Path, default=None,
                         help="only draw the chain's labels at each N of --sizes into this PNG and print the fractions")
     args = parser.parse_args()
+    if args.figure is not None:
+        results = in_phase_order(json.loads((args.figure / "results.json").read_text()), args.codes.split(","))
+        print(f"grid accuracy (codes {args.codes}): {results['final']['grid_accuracy_codes']:.3f}")
+        figure(results, args.sizes, args.png)
+        return
     if args.labels is not None:
         label_maps(args.sizes, args.labels)
         return
