@@ -38,6 +38,11 @@ from qep_analog.tasks.rydberg_phases_run import cached_chain_order, chain_points
 
 OMEGA = 1.6
 BACKEND = dict(max_bond=64, cutoff=1e-10, energy_tol=1e-8, variance_tol=1e-4)  # protocols/rydberg_phase_sensor_mps
+# the backend's own defaults (variance_tol 1e-6 per qubit) with a larger bond and a smaller cutoff
+REFERENCE = dict(max_bond=128, cutoff=1e-12, energy_tol=1e-10)
+# one point deep in each phase, points near the N = 7 boundaries, and the box's largest R_b/a
+SAMPLE_POINTS = np.array([[-1.0, 1.5], [1.5, 1.5], [3.0, 1.5], [3.0, 2.5], [0.5, 2.7], [3.5, 2.8], [3.0, 1.1],
+                          [2.0, 2.1]])
 
 
 def load_theta(run: Path) -> tuple[list, list]:
@@ -65,7 +70,17 @@ def main(argv=None) -> int:
     parser.add_argument("--cache", default=None, help="label cache directory")
     parser.add_argument("--out", default=None, help="JSON with every number printed")
     parser.add_argument("--png", default=None, help="phase map of the first run's sensor over the grid")
+    parser.add_argument("--samples", action="store_true", help="time one QEP gradient sample (100 shots) at N on "
+                        "SAMPLE_POINTS for the first run's sensor, and compare its shot-free gradient with a tighter "
+                        "reference backend (REFERENCE), then exit")
+    parser.add_argument("--compare", nargs="*", default=[], help="JSON outputs of earlier runs: draw their label "
+                        "boundaries (and N = 7's) in one figure, --png, and exit")
     args = parser.parse_args(argv)
+    if args.compare:
+        _compare_figure([json.loads(Path(f).read_text()) for f in args.compare], args.png)
+        return 0
+    if args.samples:
+        return _samples(args)
 
     device = load_device("MockDevice")
     backend = MPSBackend(**BACKEND)
@@ -138,6 +153,41 @@ def main(argv=None) -> int:
     return 0
 
 
+def _samples(args) -> int:
+    from qep_analog.learning.driver import Draw
+
+    device = load_device("MockDevice")
+    spec = ChainSpec(n_atoms=args.n_atoms, omega=OMEGA, c6=float(device.interaction_coeff), ground_states="mps")
+    offsets, detunings = load_theta(Path(args.runs[0]))
+    labels = np.zeros(len(SAMPLE_POINTS), dtype=int)  # the gradient's timing and accuracy do not depend on them much
+    rows = []
+    for k, point in enumerate(SAMPLE_POINTS[: args.n_test]):  # --n-test k: the first k points only
+        row = {"point": point.tolist()}
+        for name, options, shots in (("protocol", BACKEND, 100), ("protocol_exact", BACKEND, None),
+                                     ("reference_exact", REFERENCE, None)):
+            config = GradientConfig(estimator="symmetric", nudge="cost-operator", beta=0.3, shots=shots,
+                                    crossing_policy="shrink", overlap_threshold=0.5)
+            task = RydbergPhaseTask(chain=spec, device=device, offsets=offsets, detunings=detunings,
+                                    backend=MPSBackend(**options), config=config, inputs=SAMPLE_POINTS, labels=labels)
+            start = time.perf_counter()
+            est = task.gradient(task.theta_of(task.offsets, task.detunings), np.array([k]), Draw(1, 0))
+            row[name] = {"seconds": time.perf_counter() - start, "gradient": est.gradient.tolist(),
+                         "dropped": est.dropped, "crossings": est.crossings, "preparations": est.preparations}
+        diff = np.abs(np.subtract(row["protocol_exact"]["gradient"], row["reference_exact"]["gradient"])).max()
+        row["max_abs_difference"] = float(diff)
+        rows.append(row)
+        print(f"N = {args.n_atoms} + 2, (Δ/Ω, R_b/a) = {point.tolist()}: sample {row['protocol']['seconds']:.1f} s "
+              f"(dropped {row['protocol']['dropped']}, crossings {row['protocol']['crossings']}, "
+              f"{row['protocol']['preparations']} preparations); shot-free gradient "
+              f"{row['protocol_exact']['seconds']:.1f} s, reference {row['reference_exact']['seconds']:.1f} s, "
+              f"max |Δg| {diff:.1e} "
+              f"(|g|max {np.abs(row['reference_exact']['gradient']).max():.2f})", flush=True)
+    if args.out:
+        Path(args.out).write_text(json.dumps({"n_atoms": args.n_atoms, "backend": BACKEND, "reference": REFERENCE,
+                                              "samples": rows}, indent=1))
+    return 0
+
+
 def _figure(report: dict, row: dict, offsets, png: str) -> None:
     g = report["grid"]
     results = {"plot": {"detuning_over_omega": g["detuning_over_omega"], "rb_over_a": g["rb_over_a"],
@@ -154,6 +204,34 @@ def _figure(report: dict, row: dict, offsets, png: str) -> None:
             ax.contour(d, r, (small == phase).astype(float), levels=[0.5], colors="r", linewidths=1.0,
                        linestyles="--")
     ax.set_title(ax.get_title() + f"; red dashed: N = 7 labels\nsensor trained at N = 7 ({row['run']})", fontsize=7)
+    Path(png).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=130, bbox_inches="tight")
+
+
+def _compare_figure(reports: list[dict], png: str) -> None:
+    """Label boundaries (m ≥ 0.5) of Z2 (solid) and Z3 (dashed) at N = 7 and at each report's N, one colour per N."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.2, 4.6))
+    colours = ["k", "tab:blue", "tab:red", "tab:green"]
+    first = reports[0]["grid"]
+    curves = [(7, first, "labels_n7")] + [(r["n_atoms"], r["grid"], "labels") for r in reports]
+    for (n, g, key), colour in zip(curves, colours, strict=False):
+        d, r = np.array(g["detuning_over_omega"]), np.array(g["rb_over_a"])
+        labels = np.array(g[key]).reshape(len(r), len(d))
+        for phase, style in ((1, "-"), (2, "--")):
+            if np.any(labels == phase):
+                ax.contour(d, r, (labels == phase).astype(float), levels=[0.5], colors=colour, linestyles=style,
+                           linewidths=1.3)
+        fractions = np.bincount(labels.ravel(), minlength=3) / labels.size
+        ax.plot([], [], color=colour, label=f"N = {n} ({len(r)}×{len(d)} grid): Z2 {fractions[1]:.2f}, "
+                f"Z3 {fractions[2]:.2f} of the box")
+    for line in (1.0, 2.0):
+        ax.axhline(line, color="grey", ls=":", lw=0.8)
+    ax.set_xlabel("Δ/Ω")
+    ax.set_ylabel("R_b/a")
+    ax.legend(fontsize=7, loc="lower left")
+    ax.set_title("Chain labels m ≥ 0.5 (solid: Z2, dashed: Z3); N = 7 exact, N ≥ 25 DMRG (mps, χ ≤ 64)", fontsize=8)
     Path(png).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(png, dpi=130, bbox_inches="tight")
 
