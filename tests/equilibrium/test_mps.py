@@ -129,8 +129,10 @@ def test_flagged_nudged_phase_is_treated_as_a_crossing():
     model = _model("chain", 7)
     h, theta = model.hamiltonian(), model.theta()
     config = GradientConfig(estimator="symmetric", nudge="cost-operator", beta=0.2, crossing_policy="drop")
-    # an unreachable variance tolerance flags every phase; the free phase is recorded, the nudged ones drop
-    est = estimate_gradient(h, get_backend("mps", variance_tol=0.0, energy_tol=1e-6), theta, [[0.1, 0.2]],
+    # an unreachable variance tolerance (no refinement: at cutoff 0 the computed variance can round to 0) flags
+    # every phase; the free phase is recorded, the nudged ones drop
+    est = estimate_gradient(h, get_backend("mps", variance_tol=0.0, variance_refinements=0, energy_tol=1e-6), theta,
+                            [[0.1, 0.2]],
                             [[1.0, 0.0]], config)
     kinds = {(c["phase"], c["kind"]) for c in est.crossings}
     assert ("free", "flagged") in kinds and ("+beta", "crossing") in kinds and est.samples_dropped == 1
