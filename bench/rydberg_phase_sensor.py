@@ -60,8 +60,9 @@ N9 = {  # the decoupled sensor of a 9-atom chain: 5.5 spacings above its middle,
     "decoupled": ["device.train_positions=false", "chain.sensor_offsets=[[3.5, 5.5], [4.5, 5.5]]"],
     "interior": ["training.validation=100", "chain.sensor_offsets=[[4.0, 1.7], [-2.5, 1.5]]",
                  "device.detunings=[-1.0, -10.0]"],
+    # δ_A = −2.93 rad/µs: A switches at Δ/Ω = 1.83, the best one-threshold Δ/Ω rule of the N = 9 training points
     "blind": ['chain.sensor_units="um"', "chain.sensor_offsets=[[35.0, 40.0], [35.0, -40.0]]",
-              "device.train_positions=false", "device.detunings=[-1.3, -10.0]", "training.validation=100"]}
+              "device.train_positions=false", "device.detunings=[-2.93, -10.0]", "training.validation=100"]}
 
 
 def run(variant: str, seed: int, out: Path, lock: str | None, extra: tuple[str, ...] = ()) -> dict:
