@@ -298,8 +298,12 @@ def report(results: dict, out: Path) -> None:
         spent = max((r["shots_cum"][-1] for r in runs if r["method"] == "fd" and r["shots"] == m_f), default=0)
         ratio = (f"{np.mean(rf) / np.mean(rq):.1f}" if rq and rf else f"> {spent / np.mean(rq):.1f} (FD not reached)"
                  if rq and spent else "—")
+        fd_text = fmt_shots(v_f)
+        if v_f and not rf:  # none reached: say how far each run went
+            steps = max(len(r["cost"]) - 1 for r in runs if r["method"] == "fd" and r["shots"] == m_f)
+            fd_text = f"not reached in {steps} steps ({spent:,} shots, {len(v_f)} seed{'s' * (len(v_f) > 1)})"
         print(f"| {p} | {n} | {CONFIGS[c][3]} | {ref['cost'][0]:.2f} → {target:.2f} ({1 - 2 * target / n:.3f}) | 3·M "
-              f"| {2 * p + 1}·M | {(2 * p + 1) / 3:.1f} | {fmt_shots(v_q)} (M={m_q}) | {fmt_shots(v_f)} (M={m_f}) "
+              f"| {2 * p + 1}·M | {(2 * p + 1) / 3:.1f} | {fmt_shots(v_q)} (M={m_q}) | {fd_text} (M={m_f}) "
               f"| {ratio} |")
         for (method, m), values in sorted(summary.items()):
             walls = [r["wall_s"] for r in runs if r["method"] == method and r["shots"] == m]
