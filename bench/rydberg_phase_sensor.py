@@ -9,7 +9,10 @@ skipped when its ``results.json`` exists (the study resumes). Variants:
 * ``frozen``    positions frozen at the initial placement, detunings trained (what training the geometry adds);
 * ``decoupled`` the sensor moved 5.5 spacings away from the chain (couplings ≤ 2 % of Ω), positions frozen:
                 a sensor that sees Δ/Ω but not the chain (what the chain coupling contributes);
-* ``um``        offsets fixed in µm instead of following the spacing (what the lattice-locked geometry adds).
+* ``um``        offsets fixed in µm instead of following the spacing (what the lattice-locked geometry adds);
+* ``interior``  (session 8) read-out atom A beside the chain's middle atom, B parked and off: the N = 9 design;
+* ``blind``     (session 8) the sensor 40 µm off the chain with offsets in µm and positions frozen: it reads Δ/Ω
+                only, not even the spacing through its own geometry (the ablation of the chain coupling).
 
 Prints mean ± std over seeds of the max-choice and single-shot test accuracy (the data set and its 200 test
 points are fixed by ``data.seed``; seeds vary batches and shots), the ratios to the ``decoupled`` sensor of the
