@@ -38,6 +38,22 @@ def test_cutoff_limited_variance_is_refined_to_an_eigenstate():
     np.testing.assert_allclose(derivative_expectations(h, refined), derivative_expectations(h, exact), atol=1e-5)
 
 
+def test_not_converged_state_is_refined_until_it_converges():
+    # max_sweeps = 3 does not converge from a random MPS here: the first pass ends not converged, with no bond at
+    # max_bond, and the refinement sweeps on from it (the 36-atom inverse-design grid at cutoff 1e-8 cycled
+    # above energy_tol for 60 sweeps the same way, and its flag dropped every sample of a training step)
+    model = _chain(rb_over_a=1.7)
+    h, theta, x = model.hamiltonian(), model.theta(), model.inputs([])
+    exact = get_backend("exact").prepare(h, theta, x)
+    options = dict(model=model, max_sweeps=3, energy_tol=1e-9)
+    unrefined = get_backend("mps", variance_refinements=0, **options).prepare(h, theta, x)
+    assert "not-converged" in unrefined.info["flags"] and "variance" not in unrefined.info["flags"]
+    refined = get_backend("mps", **options).prepare(h, theta, x)
+    assert refined.info["converged"] and not refined.flagged and refined.info["refinements"] >= 1
+    assert 0 <= refined.energy - exact.energy <= refined.info["variance"] / exact.gap + 1e-9
+    np.testing.assert_allclose(derivative_expectations(h, refined), derivative_expectations(h, exact), atol=1e-5)
+
+
 def test_refinement_is_not_run_when_the_tolerance_is_met():
     model = _chain(rb_over_a=1.2, omega=2 * np.pi)
     h, theta, x = model.hamiltonian(), model.theta(), model.inputs([])
