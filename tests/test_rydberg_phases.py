@@ -69,7 +69,7 @@ def test_sensor_hamiltonian_matches_the_device_model():
 
 
 def _task(spec: ChainSpec, *, beta: float = 0.01, shots=None, inputs=None, labels=None, train_positions=True,
-          units: str = "um"):
+          units: str = "um", codes=("gg", "rg", "gr")):
     inputs = np.array([[2.5, 1.5], [3.0, 2.4], [0.5, 2.0]]) if inputs is None else inputs
     labels = np.array([1, 2, 0]) if labels is None else labels
     offsets = [[-6.0, 0.0], [3.0, 6.5]] if units == "um" else [[-1.1, 0.3], [0.6, 1.1]]
@@ -77,7 +77,7 @@ def _task(spec: ChainSpec, *, beta: float = 0.01, shots=None, inputs=None, label
                             backend=ExactBackend(), config=GradientConfig(estimator="symmetric", nudge="cost-operator",
                                                                           beta=beta, shots=shots),
                             inputs=inputs, labels=labels, test_inputs=inputs, test_labels=labels,
-                            train_positions=train_positions)
+                            train_positions=train_positions, codes=codes)
 
 
 @pytest.mark.parametrize("units", ["spacing", "um"])
@@ -101,6 +101,26 @@ def test_qep_gradient_matches_finite_differences_of_the_cost(units: str):
     errs = [np.linalg.norm(_task(spec, beta=b, units=units).gradient(theta, batch, Draw(0, 0)).gradient - fd)
             for b in (0.4, 0.2)]
     assert 3.0 < errs[0] / errs[1] < 5.0
+
+
+def test_other_read_out_codes_gradient_matches_finite_differences():
+    """Codes gg / rr / rg (disordered / Z2 / Z3): the cost, the nudge and the scores follow the codes."""
+    spec = ChainSpec(n_atoms=3, omega=1.6, c6=float(DEVICE.interaction_coeff), rb_range=(1.0, 2.2))
+    codes = ("gg", "rr", "rg")
+    task = _task(spec, units="spacing", codes=codes)
+    theta = task.initial_theta(_config())
+    qep = task.gradient(theta, np.arange(3), Draw(0, 0)).gradient
+
+    def cost(th):
+        return scores(task.outcome_probabilities(th, task.inputs), task.labels, codes)["loss"]
+
+    fd = np.array([(cost(theta + 1e-4 * e) - cost(theta - 1e-4 * e)) / 2e-4 for e in np.eye(6)])
+    assert np.linalg.norm(qep - fd) < 1e-3 * np.linalg.norm(fd)
+    default = _task(spec, units="spacing").gradient(theta, np.arange(3), Draw(0, 0)).gradient
+    assert np.linalg.norm(qep - default) > 1e-2 * np.linalg.norm(fd)  # the Z2 code changed: so did the gradient
+    # evaluate() scores with the task's codes
+    probs = task.outcome_probabilities(theta, task.inputs)
+    assert task.evaluate(theta)["test_loss"] == pytest.approx(scores(probs, task.labels, codes)["loss"])
 
 
 def test_hidden_third_sensor_atom_gradient_matches_finite_differences():
@@ -200,6 +220,12 @@ def test_scores_are_max_choice_and_single_shot():
     assert s["single_shot_accuracy"] == pytest.approx((0.7 + 0.3) / 2)
     # ⟨Ĉ⟩ = expected Hamming distance to the code: label 0 (gg): ⟨n_A⟩ + ⟨n_B⟩ = 0.2 + 0.2; label 1 (rg): 0.6 + 0.5
     assert s["loss"] == pytest.approx((0.4 + 1.1) / 2)
+    # codes gg / rr / rg: phase 1 (Z2) is read as rr (column 3), phase 2 (Z3) as rg (column 1)
+    s = scores(probs, np.array([0, 1]), ("gg", "rr", "rg"))
+    assert s["accuracy"] == 0.5  # row 2: named probabilities (gg, rr, rg) = (0.2, 0.1, 0.3): argmax 2, not 1
+    assert s["single_shot_accuracy"] == pytest.approx((0.7 + 0.1) / 2)
+    # label 1 (rr): (1 − ⟨n_A⟩) + (1 − ⟨n_B⟩) = 0.6 + 0.5 for row 2; label 0 (gg) as before: 0.4
+    assert s["loss"] == pytest.approx((0.4 + 1.1) / 2)
 
 
 def test_bad_sensors_are_refused():
@@ -218,6 +244,9 @@ def test_bad_sensors_are_refused():
                          backend=ExactBackend(), config=GradientConfig(), inputs=[[1.0, 1.5]], labels=[0])
     with pytest.raises(QepValueError, match="n_atoms"):
         ChainSpec(n_atoms=40)
+    for codes in (("gg", "gg", "rg"), ("gg", "rg"), ("gg", "rg", "xx")):
+        with pytest.raises(QepValueError, match="chain.codes"):
+            _task(spec, codes=codes)
 
 
 def test_protocol_trains_two_steps(tmp_path: Path):
@@ -232,6 +261,20 @@ def test_protocol_trains_two_steps(tmp_path: Path):
     assert 0 <= final["test_accuracy"] <= 1 and 0 <= final["test_single_shot_accuracy"] <= 1
     assert set(r["theta"]) == {"x_A", "y_A", "x_B", "y_B", "delta_A", "delta_B"}
     assert (out / "rydberg-phases.png").stat().st_size > 0
+
+
+def test_protocol_with_other_codes_runs_and_records_them(tmp_path: Path, capsys):
+    out = tmp_path / "run"
+    code = main(["train", str(PROTOCOL), "--out", str(out), "--no-progress", "--set", "training.steps=1",
+                 "--set", "training.eval_every=1", "--set", "data.n_train=12", "--set", "data.n_test=6",
+                 "--set", "task.plot_resolution=2", "--set", "gradient.shots=20",
+                 "--set", 'chain.codes=["gg", "rr", "rg"]'])
+    assert code == 0
+    assert json.loads((out / "results.json").read_text())["plot"]["codes"] == ["gg", "rr", "rg"]
+    code = main(["train", str(PROTOCOL), "--out", str(tmp_path / "bad"), "--no-progress",
+                 "--set", 'chain.codes=["gg", "rr"]'])
+    assert code == 2 and "chain.codes" in capsys.readouterr().err
+    assert not (tmp_path / "bad" / "results.json").exists()
 
 
 def test_unknown_chain_key_is_one_line_error(tmp_path: Path, capsys):

@@ -63,9 +63,26 @@ from qep_analog.models.hamiltonian import Hamiltonian, Output, Term
 from qep_analog.models.pauli import PauliProduct, PauliSum
 from qep_analog.tasks.rydberg_chain import N_LIMITS, ChainSpec
 
-# sensor bitstring (n_A, n_B) that names each phase of PHASES; (1, 1) names none
-CODES = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+# sensor outcomes (A, B) in the order of outcome_probabilities; the default read-out names disordered, Z2, Z3
+# gg, rg, gr ([chain] codes picks any three distinct outcomes; the fourth names no phase)
 OUTCOMES = ("gg", "rg", "gr", "rr")
+DEFAULT_CODES = ("gg", "rg", "gr")
+
+
+def code_bits(codes) -> np.ndarray:
+    """(3, 2) bits (n_A, n_B) of the outcomes naming disordered, Z2, Z3 (e.g. ``("gg", "rr", "rg")``)."""
+    codes = tuple(codes) if isinstance(codes, (list, tuple)) else (codes,)
+    if len(codes) != 3 or not all(isinstance(c, str) for c in codes) or len(set(codes)) != 3 \
+            or not set(codes) <= set(OUTCOMES):
+        raise QepValueError(f"'chain.codes' must be three distinct of {list(OUTCOMES)} (disordered, Z2, Z3), "
+                            f"not {list(codes)!r}")
+    return np.array([[float(c[0] == "r"), float(c[1] == "r")] for c in codes])
+
+
+def outcome_index(codes=DEFAULT_CODES) -> np.ndarray:
+    """Column of each phase's outcome in the (gg, rg, gr, rr) probabilities."""
+    bits = code_bits(codes)
+    return (bits[:, 0] + 2 * bits[:, 1]).astype(int)
 N_SENSOR = 2  # read-out atoms A, B; a third sensor atom C, if any, is hidden (trained, never read)
 SENSOR_SIZES = (2, 3)
 
@@ -168,9 +185,11 @@ class RydbergPhaseTask:
     validation_shots: int | None = None
     train_positions: bool = True
     offset_units: str = "spacing"
+    codes: tuple[str, ...] = DEFAULT_CODES
     evaluate_initial: bool = True
     executor: Executor | None = None
     _limits: dict = field(init=False, repr=False)
+    _code_bits: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         from qep_analog.device.devices import global_channel
@@ -183,6 +202,8 @@ class RydbergPhaseTask:
         if not self.device.dmm_channels:
             raise QepValueError(f"the Rydberg phase sensor needs local detunings (a DMM); device "
                                 f"{self.device.name!r} has none")
+        self.codes = tuple(self.codes)
+        self._code_bits = code_bits(self.codes)
         self.offsets = np.asarray(self.offsets, dtype=float).reshape(-1, 2)
         self.detunings = np.asarray(self.detunings, dtype=float).reshape(-1)
         n_s = len(self.offsets)
@@ -388,8 +409,8 @@ class RydbergPhaseTask:
         for k, i in enumerate(batch):
             positions = self.register(self.inputs[i], offsets)
             jobs.append(_SampleJob(self.hamiltonian, self.backend, self.sample_theta(positions, detunings),
-                                   self.controls(self.inputs[i]), CODES[self.labels[i]], self.config, seeds[k],
-                                   positions, c6))
+                                   self.controls(self.inputs[i]), self._code_bits[self.labels[i]], self.config,
+                                   seeds[k], positions, c6))
         results = (self.executor or SerialExecutor()).map(_sample_gradient, jobs)
         kept = [r for r in results if not r["dropped"]]
         k = 2 * self.n_sensor
@@ -428,7 +449,7 @@ class RydbergPhaseTask:
         if self.test_labels is None:
             return {}
         probs = self.outcome_probabilities(theta, self.test_inputs)
-        return {f"test_{k}": v for k, v in scores(probs, self.test_labels).items()}
+        return {f"test_{k}": v for k, v in scores(probs, self.test_labels, self.codes).items()}
 
     def validate(self, theta: np.ndarray, rng: np.random.Generator) -> dict:
         """The driver's model selection (``training.validation``): scores on the held-out training points
@@ -440,19 +461,21 @@ class RydbergPhaseTask:
         shots = self.validation_shots
         if shots is not None:
             probs = np.array([rng.multinomial(shots, p / p.sum()) / shots for p in probs])
-        val = scores(probs, self.validation_labels)
+        val = scores(probs, self.validation_labels, self.codes)
         return {"accuracy": val["accuracy"], "single_shot_accuracy": val["single_shot_accuracy"],
                 "output_error": val["loss"],
                 "preparations": len(self.validation_labels) * (1 if shots is None else int(shots))}
 
 
-def scores(probabilities: np.ndarray, labels: np.ndarray) -> dict:
-    """Max-choice and single-shot accuracy, and the mean ⟨Ĉ⟩ (expected Hamming distance to the code)."""
+def scores(probabilities: np.ndarray, labels: np.ndarray, codes=DEFAULT_CODES) -> dict:
+    """Max-choice accuracy (argmax over the three outcomes that name a phase), single-shot accuracy (the
+    probability of the label's outcome), and the mean ⟨Ĉ⟩ (expected Hamming distance to the label's code);
+    ``probabilities`` are (gg, rg, gr, rr) per point, ``codes`` the outcomes of disordered, Z2, Z3."""
     p = np.asarray(probabilities, dtype=float)
     labels = np.asarray(labels, dtype=int)
-    rows = np.arange(len(labels))
+    named = p[:, outcome_index(codes)]
     n_a, n_b = p[:, 1] + p[:, 3], p[:, 2] + p[:, 3]
-    code = CODES[labels]
+    code = code_bits(codes)[labels]
     cost = (1 - 2 * code[:, 0]) * n_a + code[:, 0] + (1 - 2 * code[:, 1]) * n_b + code[:, 1]
-    return {"loss": float(np.mean(cost)), "accuracy": float(np.mean(np.argmax(p[:, :3], axis=1) == labels)),
-            "single_shot_accuracy": float(np.mean(p[rows, labels]))}
+    return {"loss": float(np.mean(cost)), "accuracy": float(np.mean(np.argmax(named, axis=1) == labels)),
+            "single_shot_accuracy": float(np.mean(named[np.arange(len(labels)), labels]))}

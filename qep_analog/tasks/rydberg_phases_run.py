@@ -25,7 +25,7 @@ import numpy as np
 
 from qep_analog.errors import QepValueError
 from qep_analog.tasks.rydberg_chain import PHASES, ChainSpec
-from qep_analog.tasks.rydberg_phases import OUTCOMES, RydbergPhaseTask, scores
+from qep_analog.tasks.rydberg_phases import DEFAULT_CODES, OUTCOMES, RydbergPhaseTask, code_bits, outcome_index, scores
 
 
 def detuning_only_baseline(train_inputs, train_labels, test_inputs, test_labels, bins: int = 20) -> float:
@@ -44,7 +44,7 @@ def detuning_only_baseline(train_inputs, train_labels, test_inputs, test_labels,
 # ----------------------------------------------------------------------------- protocol
 CHAIN_KEYS = {"n_atoms": (int,), "detuning_over_omega": (list,), "rb_over_a": (list,), "z2_threshold": (int, float),
               "z3_threshold": (int, float), "sensor_offsets": (list,), "sensor_units": (str,),
-              "label_cache": (str,)}
+              "label_cache": (str,), "codes": (list,)}
 _SENSOR_DEVICE_KEYS = ("name", "omega", "detunings", "train_positions", "position_learning_rate")
 
 
@@ -52,7 +52,8 @@ def validate_chain_section(section) -> None:
     """The ``[chain]`` section: ``n_atoms``, ``detuning_over_omega`` and ``rb_over_a`` ([low, high]),
     ``z2_threshold``, ``z3_threshold`` (see :class:`~qep_analog.tasks.rydberg_chain.ChainSpec`), and the
     sensor's initial ``sensor_offsets`` ([[x_A, y_A], [x_B, y_B]] from chain atom 0) in ``sensor_units``
-    ("spacing": units of the chain spacing a, the default; "um": µm)."""
+    ("spacing": units of the chain spacing a, the default; "um": µm), and the read-out ``codes``: the sensor
+    outcomes (A, B) that name disordered, Z2, Z3, three distinct of gg, rg, gr, rr (default gg, rg, gr)."""
     from qep_analog.tasks.common import check_section_types
 
     check_section_types(section, "chain", CHAIN_KEYS)
@@ -64,6 +65,8 @@ def validate_chain_section(section) -> None:
                 isinstance(row, list) and len(row) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool)
                                                                 and abs(v) < 1e3 for v in row) for row in value):
             raise QepValueError(f"'chain.sensor_offsets' must be [[x, y], …] with |x|, |y| < 1000, not {value!r}")
+        if key == "codes":
+            code_bits(value)  # three distinct outcomes of gg, rg, gr, rr (disordered, Z2, Z3)
 
 
 def chain_spec(protocol, device) -> ChainSpec:
@@ -168,14 +171,15 @@ def run_rydberg_phases(ctx) -> dict:
                             config=gradient_config, inputs=x_train, labels=y_train,
                             test_inputs=x_test, test_labels=y_test, validation_inputs=x_val, validation_labels=y_val,
                             validation_shots=training.get("validation_shots", gradient_config.shots),
-                            train_positions=bool(dev.get("train_positions", True)), executor=ctx.executor)
+                            train_positions=bool(dev.get("train_positions", True)),
+                            codes=tuple(chain.get("codes", DEFAULT_CODES)), executor=ctx.executor)
     driver = drive(ctx, task, optimizer="adam", learning_rate=0.05, steps=60, batch_size=10,
                    learning_rates={"positions": float(dev.get("position_learning_rate", 0.3))})
     theta = driver.parameters_
     hist = driver.history_
     final = {**task.evaluate(theta), **driver.totals()}
     if len(y_val):
-        scored = scores(task.outcome_probabilities(theta, x_val), y_val)
+        scored = scores(task.outcome_probabilities(theta, x_val), y_val, task.codes)
         final.update({f"validation_exact_{k}": v for k, v in scored.items()})
     final.update({"initial_test_accuracy": hist[0].get("test_accuracy"),
                   "initial_test_single_shot_accuracy": hist[0].get("test_single_shot_accuracy"),
@@ -191,12 +195,13 @@ def run_rydberg_phases(ctx) -> dict:
     probs = task.outcome_probabilities(theta, grid)
     order = cached_chain_order(spec, grid, _label_backend(ctx.protocol, spec), chain.get("label_cache"))
     exact = chain_labels(spec, grid, order)
-    final["grid_accuracy"] = float(np.mean(np.argmax(probs[:, :3], axis=1) == exact))
+    final["grid_accuracy"] = float(np.mean(np.argmax(probs[:, outcome_index(task.codes)], axis=1) == exact))
     offsets, detunings = task.split(theta)
     return {"history": hist, "final": final, "theta": driver.named(), **driver.last_iterate(),
             "plot": {"detuning_over_omega": d_axis.tolist(), "rb_over_a": r_axis.tolist(),
                      "outcome_probabilities": probs.tolist(), "labels": exact.tolist(), "order": order.tolist(),
-                     "phases": list(PHASES), "outcomes": list(OUTCOMES), "n_chain": spec.n_atoms,
+                     "phases": list(PHASES), "outcomes": list(OUTCOMES), "codes": list(task.codes),
+                     "n_chain": spec.n_atoms,
                      "thresholds": [spec.z2_threshold, spec.z3_threshold],
                      "sensor_offsets": offsets.tolist(), "sensor_detunings": detunings.tolist(),
                      "sensor_units": task.offset_units, "initial_offsets": task.offsets.tolist(),
@@ -212,7 +217,7 @@ def phase_map_figure(results: dict):
     p = results["plot"]
     d, r = np.array(p["detuning_over_omega"]), np.array(p["rb_over_a"])
     probs = np.array(p["outcome_probabilities"]).reshape(len(r), len(d), 4)
-    pred = np.argmax(probs[..., :3], axis=-1)
+    pred = np.argmax(probs[..., outcome_index(p.get("codes", DEFAULT_CODES))], axis=-1)  # the phase each outcome names
     labels = np.array(p["labels"]).reshape(len(r), len(d))
     cmap = ListedColormap(["#cccccc", "#4c72b0", "#dd8452"])
     fig, ax = plt.subplots(figsize=(6.2, 4.6))
