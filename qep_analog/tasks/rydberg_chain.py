@@ -165,13 +165,7 @@ def order_parameters(probabilities: np.ndarray, n_atoms: int) -> tuple[float, fl
         raise QepValueError(f"'probabilities' must have 2^{n_atoms} entries, not shape {p.shape}")
     idx = np.arange(p.size)
     bits = ((idx[:, None] >> (n_atoms - 1 - np.arange(n_atoms))) & 1).astype(float)
-    density = p @ bits
-    fluct = bits - density.mean()
-    out = []
-    for k, norm in ((np.pi, 4.0), (2 * np.pi / 3, 9.0)):
-        amp = fluct @ np.exp(1j * k * np.arange(n_atoms)) / n_atoms
-        out.append(float(norm * (p @ np.abs(amp) ** 2)))
-    return out[0], out[1]
+    return structure_factors(p @ bits, bits.T @ (p[:, None] * bits))  # ⟨n_j⟩, ⟨n_j n_l⟩
 
 
 def structure_factors(density, pair) -> tuple[float, float]:
