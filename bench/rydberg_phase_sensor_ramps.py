@@ -27,9 +27,8 @@ import numpy as np
 from qep_analog.device.devices import load_device
 from qep_analog.device.rydberg import RydbergModel
 from qep_analog.equilibrium import get_backend
-from qep_analog.models.pauli import PauliProduct
 from qep_analog.tasks.rydberg_chain import ChainSpec
-from qep_analog.tasks.rydberg_phases import scores
+from qep_analog.tasks.rydberg_phases import scores, sensor_outcomes
 
 PHASES = ("disordered", "Z2", "Z3")
 
@@ -60,13 +59,6 @@ def sample_model(run: dict, spec: ChainSpec, device, point) -> RydbergModel:
     n = len(positions)
     return RydbergModel(positions_um=positions, device=device, omega=spec.omega, detunings=detunings,
                         output_atoms=(n - 2, n - 1))
-
-
-def outcome_probabilities(state, n_qubits: int, a: int, b: int) -> np.ndarray:
-    """(P(gg), P(rg), P(gr), P(rr)) of sensor atoms a, b (rg: a in |r⟩, b in |g⟩)."""
-    na, nb, nab = np.real(state.expect([PauliProduct.parse(f"n{a}", n_qubits), PauliProduct.parse(f"n{b}", n_qubits),
-                                        PauliProduct.parse(f"n{a} n{b}", n_qubits)]))
-    return np.array([1 - na - nb + nab, na - nab, nb - nab, nab])
 
 
 def relaxed(device, *, amplitude: bool, dmm: bool, duration: bool = False):
@@ -100,13 +92,13 @@ def evaluate(run: dict, durations, schedules, limit: int | None,
         h, theta, x = model.hamiltonian(), model.theta(), model.inputs([])
         n = h.n_qubits
         ground = exact.prepare(h, theta, x)
-        rows[("exact", 0)].append(outcome_probabilities(ground, n, n - 2, n - 1))
+        rows[("exact", 0)].append(sensor_outcomes(ground, n - 2, n - 1, n))
         for schedule in schedules:
             for duration in durations:
                 backend = get_backend("adiabatic", model=model, duration_ns=int(duration), schedule=schedule,
                                       emulator="krylov", compare_exact=False)
                 state = backend.prepare(h, theta, x)
-                rows.setdefault((schedule, duration), []).append(outcome_probabilities(state, n, n - 2, n - 1))
+                rows.setdefault((schedule, duration), []).append(sensor_outcomes(state, n - 2, n - 1, n))
                 infid.setdefault((schedule, duration), []).append(1 - abs(np.vdot(ground.state, state.state)) ** 2)
         if (k + 1) % 20 == 0 or k + 1 == len(points):
             print(f"  {k + 1}/{len(points)} samples, {time.perf_counter() - start:.0f} s", flush=True)

@@ -434,15 +434,11 @@ class RydbergPhaseTask:
         """(n, 4) probabilities of the sensor outcomes (gg, rg, gr, rr) in the free ground state."""
         offsets, detunings = self.split(theta)
         h = self.hamiltonian
-        a, b = self.chain.n_atoms, self.chain.n_atoms + 1
-        products = (PauliProduct.parse(f"n{a}", h.n_qubits), PauliProduct.parse(f"n{b}", h.n_qubits),
-                    PauliProduct.parse(f"n{a} n{b}", h.n_qubits))
         out = []
         for point in np.atleast_2d(points):
             positions = self.register(point, offsets)
             state = self.backend.prepare(h, self.sample_theta(positions, detunings), self.controls(point))
-            na, nb, nab = state.expect(products)
-            out.append([1 - na - nb + nab, na - nab, nb - nab, nab])
+            out.append(sensor_outcomes(state, self.chain.n_atoms, self.chain.n_atoms + 1, h.n_qubits))
         return np.clip(np.array(out).reshape(-1, 4), 0.0, 1.0)
 
     def evaluate(self, theta: np.ndarray) -> dict:
@@ -465,6 +461,14 @@ class RydbergPhaseTask:
         return {"accuracy": val["accuracy"], "single_shot_accuracy": val["single_shot_accuracy"],
                 "output_error": val["loss"],
                 "preparations": len(self.validation_labels) * (1 if shots is None else int(shots))}
+
+
+def sensor_outcomes(state, a: int, b: int, n_qubits: int) -> np.ndarray:
+    """(P(gg), P(rg), P(gr), P(rr)) of read-out atoms a, b in ``state`` (rg: a in |r⟩, b in |g⟩), from ⟨n_a⟩,
+    ⟨n_b⟩, ⟨n_a n_b⟩."""
+    na, nb, nab = np.real(state.expect([PauliProduct.parse(f"n{a}", n_qubits), PauliProduct.parse(f"n{b}", n_qubits),
+                                        PauliProduct.parse(f"n{a} n{b}", n_qubits)]))
+    return np.array([1 - na - nb + nab, na - nab, nb - nab, nab])
 
 
 def scores(probabilities: np.ndarray, labels: np.ndarray, codes=DEFAULT_CODES) -> dict:
