@@ -41,6 +41,34 @@ def detuning_only_baseline(train_inputs, train_labels, test_inputs, test_labels,
     return float(np.mean(majority[te] == np.asarray(test_labels)))
 
 
+def detuning_threshold_baseline(train_inputs, train_labels, test_inputs, test_labels) -> float:
+    """Test accuracy of the best Δ/Ω-only rule with at most two thresholds (three intervals, each the majority
+    label of its training points), both thresholds fitted on the training set (ties: the lower thresholds).
+
+    A reader of Δ/Ω alone sees disordered below the ordered lobes and Z2 or Z3 above; unlike
+    :func:`detuning_only_baseline` this rule does not split the training set into small bins, so it is the
+    stronger "blind sensor" reference."""
+    x = np.asarray(train_inputs, dtype=float)[:, 0]
+    y = np.asarray(train_labels, dtype=int)
+    order = np.argsort(x, kind="stable")
+    x, y = x[order], y[order]
+    k = len(PHASES)
+    cum = np.vstack([np.zeros(k), np.cumsum(np.eye(k)[y], axis=0)])  # (n + 1, k): class counts of x[:i]
+    n = len(x)
+    cut = np.flatnonzero(np.r_[True, x[1:] > x[:-1], True])  # split only between distinct Δ/Ω values
+    i, j = np.meshgrid(cut, cut, indexing="ij")
+    ok = i <= j
+    correct = (cum[i].max(-1) + (cum[j] - cum[i]).max(-1) + (cum[n] - cum[j]).max(-1)) * ok
+    a, b = np.unravel_index(np.argmax(correct), correct.shape)
+    lo, hi = cut[a], cut[b]
+    label = [int(np.argmax(cum[lo])), int(np.argmax(cum[hi] - cum[lo])), int(np.argmax(cum[n] - cum[hi]))]
+    edges = [(x[lo - 1] + x[lo]) / 2 if 0 < lo < n else (-np.inf if lo == 0 else np.inf),
+             (x[hi - 1] + x[hi]) / 2 if 0 < hi < n else (-np.inf if hi == 0 else np.inf)]
+    t = np.asarray(test_inputs, dtype=float)[:, 0]
+    pred = np.where(t < edges[0], label[0], np.where(t < edges[1], label[1], label[2]))
+    return float(np.mean(pred == np.asarray(test_labels)))
+
+
 # ----------------------------------------------------------------------------- protocol
 CHAIN_KEYS = {"n_atoms": (int,), "detuning_over_omega": (list,), "rb_over_a": (list,), "z2_threshold": (int, float),
               "z3_threshold": (int, float), "sensor_offsets": (list,), "sensor_units": (str,),
@@ -184,6 +212,7 @@ def run_rydberg_phases(ctx) -> dict:
     final.update({"initial_test_accuracy": hist[0].get("test_accuracy"),
                   "initial_test_single_shot_accuracy": hist[0].get("test_single_shot_accuracy"),
                   "detuning_only_baseline": detuning_only_baseline(x_train, y_train, x_test, y_test),
+                  "detuning_threshold_baseline": detuning_threshold_baseline(x_train, y_train, x_test, y_test),
                   "class_fractions_test": np.bincount(y_test, minlength=3).astype(float) / len(y_test),
                   "blockade_radius_um": spec.blockade_radius_um, "spacing_range_um": list(spec.spacing_range_um),
                   "n_chain": spec.n_atoms, "device": device.name, "label_ground_states": spec.ground_states,
