@@ -1,0 +1,89 @@
+"""Published phase-boundary points (qep_analog.tasks.rydberg_published): invariants, the unit conversion, and
+the project's exact labels on either side of the published Z2 points."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from qep_analog.errors import QepValueError
+from qep_analog.tasks.rydberg_chain import PHASES, ChainSpec, chain_labels
+from qep_analog.tasks.rydberg_published import (
+    BLOCKADE_LIMITS,
+    KINDS,
+    PUBLISHED_POINTS,
+    ZETA6,
+    PublishedLimit,
+    PublishedPoint,
+    from_interaction_units,
+    symmetric_line_delta_over_omega,
+)
+
+GOOD = dict(delta_over_omega=1.0, rb_over_a=1.5, kind="Z2-Ising", source="s", where="w", note="n")
+
+
+def test_every_point_is_finite_positive_and_cited():
+    assert PUBLISHED_POINTS
+    for point in PUBLISHED_POINTS:
+        assert math.isfinite(point.delta_over_omega)
+        assert math.isfinite(point.rb_over_a) and point.rb_over_a > 0
+        assert point.kind in KINDS
+        assert point.source.strip() and point.where.strip() and point.note.strip()
+    for limit in BLOCKADE_LIMITS:
+        assert math.isfinite(limit.delta_over_omega) and limit.kind in KINDS
+        assert limit.source.strip() and limit.where.strip() and limit.note.strip()
+
+
+@pytest.mark.parametrize("bad", [dict(delta_over_omega=math.nan), dict(rb_over_a=0.0), dict(rb_over_a=math.inf),
+                                 dict(kind="Z4"), dict(source=" "), dict(where=""), dict(note=None)])
+def test_point_refuses_bad_fields(bad):
+    with pytest.raises(QepValueError):
+        PublishedPoint(**{**GOOD, **bad})
+
+
+def test_limit_refuses_bad_fields():
+    good = {k: v for k, v in GOOD.items() if k != "rb_over_a"}
+    PublishedLimit(**good)
+    with pytest.raises(QepValueError):
+        PublishedLimit(**{**good, "delta_over_omega": math.inf})
+    with pytest.raises(QepValueError):
+        PublishedLimit(**{**good, "kind": "ordered"})
+
+
+def test_conversion_matches_the_chain_geometry():
+    # a point given as (Ω/V1, Δ/V1), V1 = C6/a⁶, is the chain at spacing a with R_b = (C6/Ω)^{1/6}
+    spec = ChainSpec()
+    for spacing_um in (4.0, 5.5, 9.0):
+        v1 = spec.c6 / spacing_um**6
+        detuning = 0.7 * spec.omega
+        d_over_o, rb_over_a = from_interaction_units(omega_over_v1=spec.omega / v1, delta_over_v1=detuning / v1)
+        assert rb_over_a == pytest.approx(spec.blockade_radius_um / spacing_um, rel=1e-12)
+        assert d_over_o == pytest.approx(0.7, rel=1e-12)
+    with pytest.raises(QepValueError):
+        from_interaction_units(omega_over_v1=0.0, delta_over_v1=1.0)
+
+
+def test_symmetric_line_is_where_the_longitudinal_field_vanishes():
+    # spin form of H (n = (1 + Z)/2): field on Z_i is Σ_{j≠i} V_ij/4 − Δ/2, V_ij = V1/|i − j|⁶ on the infinite chain
+    j = np.arange(1, 2001, dtype=float)
+    assert 2 * np.sum(j**-6.0) / 4 == pytest.approx(ZETA6 / 2, rel=1e-12)
+    rb = 1.3
+    assert symmetric_line_delta_over_omega(rb) == pytest.approx(ZETA6 * rb**6, rel=1e-15)
+    tip = PUBLISHED_POINTS[1]  # the draft's point at Δ' = ζ(6)
+    assert tip.delta_over_omega == pytest.approx(symmetric_line_delta_over_omega(tip.rb_over_a), rel=1e-12)
+
+
+@pytest.mark.parametrize("n_atoms", [9, 11])  # odd N: an open even chain cannot hold the Z2 crystal (end frustration)
+def test_project_labels_cross_the_published_z2_points(n_atoms):
+    """The project's exact labels (structure factors, τ₂ = 0.5) are disordered well below and Z2 well above each
+    published point on the Z2 Ising line. Margins: 0.5 in Δ/Ω on the ring-experiment point (lower branch of the
+    lobe, crossed by raising Δ/Ω), 0.1 in R_b/a along the symmetric line through the lobe's tip."""
+    spec = ChainSpec(n_atoms=n_atoms, detuning_range=(-10.0, 20.0), rb_range=(0.5, 3.0))
+    lower, tip = PUBLISHED_POINTS
+    points = [(lower.delta_over_omega - 0.5, lower.rb_over_a), (lower.delta_over_omega + 0.5, lower.rb_over_a)]
+    for rb in (tip.rb_over_a - 0.1, tip.rb_over_a + 0.1):
+        points.append((symmetric_line_delta_over_omega(rb), rb))
+    labels = [PHASES[i] for i in chain_labels(spec, points)]
+    assert labels == ["disordered", "Z2", "disordered", "Z2"]
