@@ -87,3 +87,25 @@ def test_project_labels_cross_the_published_z2_points(n_atoms):
         points.append((symmetric_line_delta_over_omega(rb), rb))
     labels = [PHASES[i] for i in chain_labels(spec, points)]
     assert labels == ["disordered", "Z2", "disordered", "Z2"]
+
+
+def test_draw_published_marks_exactly_the_points_inside_the_axes():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from qep_analog.tasks.rydberg_published import draw_published
+
+    fig, ax = plt.subplots()
+    ax.set_xlim(-1.0, 4.0)
+    ax.set_ylim(1.0, 2.8)
+    drawn = draw_published(ax)
+    assert drawn  # both points lie in the phase sensor's box
+    assert [(line.get_xdata()[0], line.get_ydata()[0]) for line in drawn] == [
+        (p.delta_over_omega, p.rb_over_a) for p in PUBLISHED_POINTS
+        if -1.0 <= p.delta_over_omega <= 4.0 and 1.0 <= p.rb_over_a <= 2.8]
+    assert ax.get_xlim() == (-1.0, 4.0) and ax.get_ylim() == (1.0, 2.8)
+    ax.set_xlim(-1.0, 0.0)  # a box that holds none of them
+    assert draw_published(ax) == []
+    plt.close(fig)

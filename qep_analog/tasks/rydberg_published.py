@@ -156,3 +156,21 @@ BLOCKADE_LIMITS: tuple[PublishedLimit, ...] = (
               "Delta/Omega = 1.308/2; no single R_b/a"),
     ),
 )
+
+
+def draw_published(ax, points: tuple[PublishedPoint, ...] = PUBLISHED_POINTS) -> list:
+    """Mark the published points that fall inside ``ax``'s current (Δ/Ω, R_b/a) limits (white stars, black edge)
+    without changing the limits; returns the drawn line artists (one per point, the first labelled for a
+    legend). Points outside the limits are skipped, so a map of a smaller box shows fewer of them."""
+    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+    inside = [p for p in points if min(x0, x1) <= p.delta_over_omega <= max(x0, x1)
+              and min(y0, y1) <= p.rb_over_a <= max(y0, y1)]
+    drawn = []
+    for k, p in enumerate(inside):
+        (line,) = ax.plot([p.delta_over_omega], [p.rb_over_a], ls="none", marker="*", ms=11, mfc="w", mec="k",
+                          mew=1.0, zorder=5,
+                          label="published Z2–disordered critical points (rydberg_published)" if k == 0 else None)
+        drawn.append(line)
+    ax.set_xlim(x0, x1)
+    ax.set_ylim(y0, y1)
+    return drawn
