@@ -28,11 +28,32 @@ The structure factor needs only one- and two-point functions,
 (:func:`structure_factors`), so chains beyond exact diagonalisation (``ground_states = "mps"``, N ≤ 256) take
 their labels from a DMRG ground state (the ``mps`` backend) through ⟨n_j⟩ and ⟨n_j n_l⟩; up to 16 atoms
 (``"exact"``) from the full probability vector.
+
+Domain walls (``correlation_window = L``, sites; default ``None``: the rule above, unchanged). An open chain
+with N ≡ 0 mod 3 cannot hold the Z3 crystal r g g r … r with both ends r, the end atoms' favourite state; its
+ground state carries a domain wall (two, at large R_b/a) delocalised over the whole chain (DMRG at N = 51: ⟨n_j⟩
+falls linearly from one crystal to the other). Pairs across a wall enter m_k with cos(k · shift) = −1/2 and the
+full-chain m_{2π/3} falls to ≈ 0.3: a wall costs O(1), not O(1/N), since most distant pairs straddle it. The
+block structure factor averages the same quantity over the N − L + 1 blocks B of L consecutive sites:
+
+    m_k^(L) = (1/(N − L + 1)) Σ_B c_k Σ_b p(b) |(1/L) Σ_{j∈B} e^{ikj} (b_j − n̄)|²
+            = (c_k/((N − L + 1) L²)) Σ_{j,l} w_L(j, l) cos(k(j − l)) [⟨n_j n_l⟩ − n̄ (⟨n_j⟩ + ⟨n_l⟩) + n̄²],
+
+with n̄ the whole chain's mean density and w_L(j, l) = #{blocks holding both j and l}
+= max(0, min(j, l, N − L) − max(0, max(j, l) − L + 1) + 1) (pairs with |j − l| ≤ L − 1 only,
+weighted by how many blocks hold them). Properties: m^(L) ≥ 0 (a Born average of squared moduli); L ≥ N is the
+full-chain rule (bit for bit: the same code); uniform states give 0; for L a multiple of 6 (both periods) the
+mean n̄ drops out of each block and every block of a perfect crystal gives exactly 1 for its own k and 0 for the
+other, so perfect Z2 and Z3 crystals give exactly 1 at any N (other L: 1 up to O(1/L)). One wall shifting by one site
+lowers a block holding it to 1/2 on average (∫₀¹ |t + (1 − t) e^{2πi/3}|² dt) and costs ≈ (L/2)/(N − L + 1)
+(0.15 at N = 51, L = 12), where the full chain (L = N) loses half of m for a wall spread evenly over it. Small L
+admits the short-range Z3 correlations of the disordered phase, so L should be a few Z3 periods and well below
+N/2; the value chosen for N = 51 and why: docs/notes/issue-17-part1-window.md.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from functools import lru_cache
 
 import numpy as np
@@ -51,6 +72,8 @@ class ChainSpec:
     ``omega`` (rad/µs) and ``c6`` (rad/µs·µm⁶) fix R_b; thresholds τ₂, τ₃ on the normalised
     structure factors decide the labels. ``ground_states``: how the labels' ground states are found,
     ``"exact"`` (N ≤ 16, the full probability vector) or ``"mps"`` (N ≤ 256, DMRG correlations).
+    ``correlation_window``: block length L (sites, ≥ 3) of the domain-wall-tolerant block structure factor
+    (module docstring); ``None`` (default) or L ≥ N: the full chain.
     """
 
     n_atoms: int = 10
@@ -61,6 +84,13 @@ class ChainSpec:
     z2_threshold: float = 0.5
     z3_threshold: float = 0.5
     ground_states: str = "exact"
+    correlation_window: int | None = field(default=None, repr=False)
+
+    def __repr__(self) -> str:
+        # the label cache hashes this repr: without a window it stays what it was before the key existed
+        body = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.repr)
+        extra = "" if self.correlation_window is None else f", correlation_window={self.correlation_window!r}"
+        return f"{type(self).__qualname__}({body}{extra})"
 
     def __post_init__(self) -> None:
         if self.ground_states not in GROUND_STATES:
@@ -84,6 +114,9 @@ class ChainSpec:
             value = getattr(self, key)
             if not 0 < value < 1:
                 raise QepValueError(f"'chain.{key}' must lie in (0, 1), not {value!r}")
+        window = self.correlation_window
+        if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 3):
+            raise QepValueError(f"'chain.correlation_window' must be an integer ≥ 3 (sites), not {window!r}")
 
     @property
     def blockade_radius_um(self) -> float:
@@ -158,19 +191,20 @@ def _couplings(n_atoms: int, spacing_um: float, c6: float) -> np.ndarray:
     return j
 
 
-def order_parameters(probabilities: np.ndarray, n_atoms: int) -> tuple[float, float]:
-    """(m_Z2, m_Z3): the normalised structure factors at k = π and k = 2π/3 (module docstring)."""
+def order_parameters(probabilities: np.ndarray, n_atoms: int, window: int | None = None) -> tuple[float, float]:
+    """(m_Z2, m_Z3): the normalised structure factors at k = π and k = 2π/3 (module docstring), over blocks of
+    ``window`` sites if given."""
     p = np.asarray(probabilities, dtype=float)
     if p.shape != (2**n_atoms,):
         raise QepValueError(f"'probabilities' must have 2^{n_atoms} entries, not shape {p.shape}")
     idx = np.arange(p.size)
     bits = ((idx[:, None] >> (n_atoms - 1 - np.arange(n_atoms))) & 1).astype(float)
-    return structure_factors(p @ bits, bits.T @ (p[:, None] * bits))  # ⟨n_j⟩, ⟨n_j n_l⟩
+    return structure_factors(p @ bits, bits.T @ (p[:, None] * bits), window)  # ⟨n_j⟩, ⟨n_j n_l⟩
 
 
-def structure_factors(density, pair) -> tuple[float, float]:
+def structure_factors(density, pair, window: int | None = None) -> tuple[float, float]:
     """(m_Z2, m_Z3) from ⟨n_j⟩ (N,) and ⟨n_j n_l⟩ (N, N) (module docstring); equals :func:`order_parameters`
-    of the same state."""
+    of the same state. ``window`` = L: the block structure factor m^(L) (None or L ≥ N: the full chain)."""
     d = np.asarray(density, dtype=float).reshape(-1)
     n = d.size
     c = np.asarray(pair, dtype=float)
@@ -179,8 +213,21 @@ def structure_factors(density, pair) -> tuple[float, float]:
     mean = d.mean()
     fluct = c - mean * (d[:, None] + d[None, :]) + mean**2
     sep = np.subtract.outer(np.arange(n), np.arange(n))
+    if window is not None and window < n:
+        fluct = fluct * block_weights(n, window)
     return tuple(float(norm * np.sum(np.cos(k * sep) * fluct) / n**2)
                  for k, norm in ((np.pi, 4.0), (2 * np.pi / 3, 9.0)))
+
+
+def block_weights(n: int, window: int) -> np.ndarray:
+    """(N, N) pair weights of the block structure factor, scaled so that the full-chain formula's 1/N² applies:
+    N² w_L(j, l)/((N − L + 1) L²), w_L = the number of blocks of L = min(window, N) consecutive sites holding both
+    j and l (module docstring). All ones for L = N."""
+    length = min(int(window), n)
+    j = np.arange(n)
+    lo, hi = np.minimum.outer(j, j), np.maximum.outer(j, j)
+    count = np.clip(np.minimum(lo, n - length) - np.maximum(0, hi - length + 1) + 1, 0, None)
+    return count * (n**2 / ((n - length + 1) * length**2))
 
 
 def chain_correlations_mps(spec: ChainSpec, point, backend) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -231,12 +278,12 @@ def chain_order(spec: ChainSpec, points, backend=None) -> np.ndarray:
             backend = MPSBackend()
         for point in np.atleast_2d(points):
             density, pair, _ = chain_correlations_mps(spec, point, backend)
-            out.append(structure_factors(density, pair))
+            out.append(structure_factors(density, pair, spec.correlation_window))
         return np.array(out).reshape(-1, 2)
     for point in np.atleast_2d(points):
         detuning, spacing = spec.controls(point)
         probs = chain_ground_probabilities(spec.n_atoms, spec.omega, detuning, spacing, spec.c6)
-        out.append(order_parameters(probs, spec.n_atoms))
+        out.append(order_parameters(probs, spec.n_atoms, spec.correlation_window))
     return np.array(out).reshape(-1, 2)
 
 

@@ -13,6 +13,8 @@ same backend and options, in the chain's own site order) through ⟨n_j⟩ and �
 may reach 256 (e.g. 25, or the 51 atoms of Bernien et al. on MockDevice). ``[chain] label_cache = "dir"``
 keeps the order parameters of each (chain, points, backend) in ``dir/chain_order_<hash>.npz`` so that seeds and
 variants sharing a data set compute them once (DMRG labels cost ~0.5–7 s a point at N = 25–51).
+``[chain] correlation_window = L`` labels by the block structure factor over blocks of L sites, which tolerates
+the domain wall of a Z3 chain with N ≡ 0 mod 3 (e.g. 51; :mod:`~qep_analog.tasks.rydberg_chain`); absent: full chain.
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ def detuning_threshold_baseline(train_inputs, train_labels, test_inputs, test_la
 # ----------------------------------------------------------------------------- protocol
 CHAIN_KEYS = {"n_atoms": (int,), "detuning_over_omega": (list,), "rb_over_a": (list,), "z2_threshold": (int, float),
               "z3_threshold": (int, float), "sensor_offsets": (list,), "sensor_units": (str,),
-              "label_cache": (str,), "codes": (list,)}
+              "label_cache": (str,), "codes": (list,), "correlation_window": (int,)}
 _SENSOR_DEVICE_KEYS = ("name", "omega", "detunings", "train_positions", "position_learning_rate")
 
 
@@ -109,6 +111,8 @@ def chain_spec(protocol, device) -> ChainSpec:
     for key in ("z2_threshold", "z3_threshold"):
         if key in c:
             opts[key] = float(c[key])
+    if "correlation_window" in c:
+        opts["correlation_window"] = c["correlation_window"]
     return ChainSpec(**opts)
 
 
