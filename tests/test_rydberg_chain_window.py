@@ -4,6 +4,7 @@ the full-chain rule it must leave untouched, the DMRG route, the key's validatio
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -168,6 +169,22 @@ def test_protocol_key_is_checked_on_the_command_line(tmp_path: Path, capsys):
     code = main(["train", str(PROTOCOL), "--out", str(tmp_path / "y"), "--no-progress",
                  "--set", "chain.correlation_window=1.5"])
     assert code == 2 and "chain.correlation_window" in capsys.readouterr().err
+
+
+def test_protocol_with_a_window_labels_by_blocks(tmp_path: Path):
+    out = tmp_path / "run"
+    code = main(["train", str(PROTOCOL), "--out", str(out), "--no-progress", "--set", "training.steps=1",
+                 "--set", "training.eval_every=1", "--set", "data.n_train=6", "--set", "data.n_test=4",
+                 "--set", "task.plot_resolution=3", "--set", "gradient.shots=20", "--set", "chain.n_atoms=9",
+                 "--set", "chain.correlation_window=6"])
+    assert code == 0
+    r = json.loads((out / "results.json").read_text())
+    assert r["config"]["chain"]["correlation_window"] == 6
+    plot = r["plot"]
+    grid = np.array([[d, b] for b in plot["rb_over_a"] for d in plot["detuning_over_omega"]])
+    spec = ChainSpec(n_atoms=9, omega=r["config"]["device"]["omega"],
+                     c6=float(load_device(r["config"]["device"]["name"]).interaction_coeff), correlation_window=6)
+    np.testing.assert_allclose(plot["order"], chain_order(spec, grid), rtol=1e-12, atol=1e-14)
 
 
 def test_label_cache_key_is_unchanged_without_a_window_and_new_with_one(tmp_path):
