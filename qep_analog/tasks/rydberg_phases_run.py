@@ -243,9 +243,12 @@ def run_rydberg_phases(ctx) -> dict:
 
 def phase_map_figure(results: dict):
     """Predicted phase (max-choice) over (Δ/Ω, R_b/a), the chain's order-parameter labels as contours,
-    and the blockade criterion R_b/a = 1, 2, 3 (nearest / next-nearest neighbours blockaded)."""
+    the blockade criterion R_b/a = 1, 2, 3 (nearest / next-nearest neighbours blockaded), and the published
+    points on the Z2–disordered line inside the box (stars, :mod:`qep_analog.tasks.rydberg_published`)."""
     import matplotlib.pyplot as plt
     from matplotlib.colors import ListedColormap
+
+    from qep_analog.tasks.rydberg_published import draw_published
 
     p = results["plot"]
     d, r = np.array(p["detuning_over_omega"]), np.array(p["rb_over_a"])
@@ -261,8 +264,10 @@ def phase_map_figure(results: dict):
     for line in (1.0, 2.0, 3.0):
         if r.min() <= line <= r.max():
             ax.axhline(line, color="k", ls=":", lw=0.8)
-    handles = [plt.Rectangle((0, 0), 1, 1, color=cmap(i)) for i in range(3)]
-    ax.legend(handles, [f"sensor says {ph}" for ph in p["phases"]], loc="upper left", fontsize=7)
+    published = draw_published(ax)  # qep_analog.tasks.rydberg_published: sources and conversions
+    handles = [plt.Rectangle((0, 0), 1, 1, color=cmap(i)) for i in range(3)] + published[:1]
+    ax.legend(handles, [f"sensor says {ph}" for ph in p["phases"]] + [h.get_label() for h in published[:1]],
+              loc="upper left", fontsize=7)
     ax.set_xlabel("Δ/Ω")
     ax.set_ylabel("R_b/a")
     acc = results["final"].get("test_accuracy", float("nan"))
@@ -270,7 +275,8 @@ def phase_map_figure(results: dict):
     n_sensor = len(p["sensor_offsets"])
     ax.set_title(f"N = {p['n_chain']} chain + {n_sensor}-atom sensor: test max-choice {acc:.3f}, "
                  f"single-shot {single:.3f}\n"
-                 f"black: labels from m_Z2, m_Z3 ≥ {p['thresholds']} at N = {p['n_chain']}; dotted: R_b/a = 1, 2",
+                 f"black: labels from m_Z2, m_Z3 ≥ {p['thresholds']} at N = {p['n_chain']}; dotted: R_b/a = 1, 2; "
+                 "stars: published",
                  fontsize=8)
     return fig
 
