@@ -125,6 +125,50 @@ def onset(n_atoms: int, rb_over_a: float, order: int, threshold: float = 0.5, om
     return 0.5 * (lo + hi)
 
 
+def onset_along(n_atoms: int, path, lo: float, hi: float, order: int = 0, threshold: float = 0.5,
+                omega: float = 1.6, c6: float = 12_241_414.53, tol: float = 0.005) -> float:
+    """The parameter t in [lo, hi] where m_Z2 (order 0) or m_Z3 (order 1) of the N-atom chain's ground state first
+    reaches ``threshold`` along ``path(t) = (Δ/Ω, R_b/a)`` (bisection to ``tol``; nan if not reached at ``hi``).
+    N ≤ 16: exact ground states; larger N: DMRG with protocols/rydberg_phase_sensor_mps.toml's backend options."""
+    from qep_analog.equilibrium.mps import MPSBackend
+    from qep_analog.tasks.rydberg_chain import ChainSpec, chain_order
+
+    mps = n_atoms > 16
+    spec = ChainSpec(n_atoms=n_atoms, omega=omega, c6=c6, ground_states="mps" if mps else "exact")
+    backend = MPSBackend(max_bond=64, cutoff=1e-10, energy_tol=1e-8, variance_tol=1e-4) if mps else None
+
+    def m(t):
+        return chain_order(spec, [path(t)], backend)[0, order]
+
+    if m(hi) < threshold:
+        return float("nan")
+    while hi - lo > tol:
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if m(mid) < threshold else (lo, mid)
+    return 0.5 * (lo + hi)
+
+
+def published_onsets(sizes: list[int]) -> None:
+    """Where the project's Z2 label (m_Z2 ≥ 0.5, open chain of N) starts, on cuts through each published point of
+    :mod:`qep_analog.tasks.rydberg_published`: for a point (Δ*, R*) in Δ/Ω at R_b/a = R*, and for a point on the
+    particle-hole symmetric line Δ/Ω = ζ(6) (R_b/a)⁶ (the lobe's tip) in R_b/a along that line."""
+    from qep_analog.tasks.rydberg_published import PUBLISHED_POINTS, symmetric_line_delta_over_omega
+
+    print("| published point (Δ/Ω, R_b/a) | cut | published | " + " | ".join(f"N = {n}" for n in sizes) + " | s |")
+    print("|---|---|---|" + "---|" * (len(sizes) + 1))
+    for point in PUBLISHED_POINTS:
+        start = time.perf_counter()
+        on_line = abs(point.delta_over_omega - symmetric_line_delta_over_omega(point.rb_over_a)) < 1e-6
+        if on_line:
+            cut, published = "R_b/a along Δ/Ω = ζ(6)(R_b/a)⁶", point.rb_over_a
+            found = [onset_along(n, lambda t: (symmetric_line_delta_over_omega(t), t), 1.0, 1.25) for n in sizes]
+        else:
+            cut, published = f"Δ/Ω at R_b/a = {point.rb_over_a:.3f}", point.delta_over_omega
+            found = [onset_along(n, lambda t, r=point.rb_over_a: (t, r), -1.0, 4.0) for n in sizes]
+        print(f"| ({point.delta_over_omega:.3f}, {point.rb_over_a:.3f}) | {cut} | {published:.3f} | "
+              + " | ".join(f"{v:.3f}" for v in found) + f" | {time.perf_counter() - start:.0f} |", flush=True)
+
+
 def label_maps(sizes: list[int], png: Path, resolution: int = 25, omega: float = 1.6,
                c6: float = 12_241_414.53) -> None:
     """Thresholded structure-factor labels of the chain alone at each N on a grid of the protocol's box:
@@ -136,6 +180,7 @@ def label_maps(sizes: list[int], png: Path, resolution: int = 25, omega: float =
     import matplotlib.pyplot as plt
 
     from qep_analog.tasks.rydberg_chain import ChainSpec, chain_labels, chain_order
+    from qep_analog.tasks.rydberg_published import draw_published
 
     base = ChainSpec(n_atoms=7, omega=omega, c6=c6)
     d = np.linspace(*base.detuning_range, resolution)
@@ -158,9 +203,12 @@ def label_maps(sizes: list[int], png: Path, resolution: int = 25, omega: float =
                 ax.contour(d, r, (labels == phase).astype(float), levels=[0.5], colors="k", linewidths=1.0)
         for line in (1.0, 2.0):
             ax.axhline(line, color="k", ls=":", lw=0.8)
-        ax.set_title(f"N = {n}: labels (grey dis., blue Z2, orange Z3)", fontsize=7)
+        draw_published(ax)
+        ax.set_title(f"N = {n}", fontsize=8)
         ax.set_xlabel("Δ/Ω")
     np.atleast_1d(axes)[0].set_ylabel("R_b/a")
+    fig.suptitle("Chain labels m ≥ 0.5 (grey disordered, blue Z2, orange Z3); stars: published Z2–disordered "
+                 "critical points (qep_analog.tasks.rydberg_published)", fontsize=8)
     png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(png, dpi=130, bbox_inches="tight")
     print(f"wrote {png}")
@@ -227,6 +275,9 @@ def main() -> None:
                         help="only draw the phase map of this finished run directory into --png")
     parser.add_argument("--codes", default="gg,rg,gr",
                         help="read-out codes (disordered, Z2, Z3) the --figure run was trained with")
+    parser.add_argument("--published", action="store_true",
+                        help="only print where the Z2 label starts at each N of --sizes on cuts through the "
+                             "published points (qep_analog.tasks.rydberg_published)")
     parser.add_argument("--labels", type=Path, default=None,
                         help="only draw the chain's labels at each N of --sizes into this PNG and print the fractions")
     args = parser.parse_args()
@@ -234,6 +285,9 @@ def main() -> None:
         results = in_phase_order(json.loads((args.figure / "results.json").read_text()), args.codes.split(","))
         print(f"grid accuracy (codes {args.codes}): {results['final']['grid_accuracy_codes']:.3f}")
         figure(results, args.sizes, args.png)
+        return
+    if args.published:
+        published_onsets(args.sizes)
         return
     if args.labels is not None:
         label_maps(args.sizes, args.labels)
