@@ -237,7 +237,7 @@ def _figure(report: dict, row: dict, offsets, png: str) -> None:
                            linestyles=":")
         title = (f"; labels over blocks of {report['window']} sites (black), full chain (blue dotted), N = 7 "
                  "(red dashed)")
-    ax.set_title(ax.get_title() + f"{title}\nsensor trained at N = 7 ({row['run']})", fontsize=7)
+    ax.set_title(ax.get_title() + f"{title}\nsensor of {row['run']}", fontsize=7)
     Path(png).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(png, dpi=130, bbox_inches="tight")
 
