@@ -14,7 +14,6 @@ from qep_analog.tasks.rydberg_published import (
     BLOCKADE_LIMITS,
     KINDS,
     PUBLISHED_POINTS,
-    ZETA6,
     PublishedLimit,
     PublishedPoint,
     from_interaction_units,
@@ -65,13 +64,45 @@ def test_conversion_matches_the_chain_geometry():
         from_interaction_units(omega_over_v1=0.0, delta_over_v1=1.0)
 
 
-def test_symmetric_line_is_where_the_longitudinal_field_vanishes():
-    # spin form of H (n = (1 + Z)/2): field on Z_i is Σ_{j≠i} V_ij/4 − Δ/2, V_ij = V1/|i − j|⁶ on the infinite chain
-    j = np.arange(1, 2001, dtype=float)
-    assert 2 * np.sum(j**-6.0) / 4 == pytest.approx(ZETA6 / 2, rel=1e-12)
-    rb = 1.3
-    assert symmetric_line_delta_over_omega(rb) == pytest.approx(ZETA6 * rb**6, rel=1e-15)
-    tip = PUBLISHED_POINTS[1]  # the draft's point at Δ' = ζ(6)
+def _ring_hamiltonian(n: int, omega: float, delta: float, v1: float) -> np.ndarray:
+    """H = Σ (Ω/2) X_j − Δ Σ n_j + Σ_{i<j} V1/d_ij⁶ n_i n_j on a ring of n (d = min(|i − j|, n − |i − j|)), dense."""
+    x = np.array([[0.0, 1.0], [1.0, 0.0]])
+    num = np.diag([0.0, 1.0])
+
+    def site(op, k):
+        return np.kron(np.kron(np.eye(2**k), op), np.eye(2 ** (n - k - 1)))
+
+    h = sum(0.5 * omega * site(x, k) - delta * site(num, k) for k in range(n))
+    for i in range(n):
+        for j in range(i + 1, n):
+            d = min(j - i, n - j + i)
+            h = h + v1 / d**6 * site(num, i) @ site(num, j)
+    return h
+
+
+def test_symmetric_line_is_where_the_spin_flip_leaves_h_unchanged():
+    """Flipping every atom (F = ⊗X, n → 1 − n) changes H by a constant only where Δ = Σ_{j≠i} V_ij/2, the zero of
+    the longitudinal field; that sum over a ring of n tends to the infinite chain's 2 V1 ζ(6) (within 2.2e-4 at
+    n = 8), so in the plane the line is Δ/Ω = ζ(6) (R_b/a)⁶ (V1/Ω = (R_b/a)⁶)."""
+    n, omega, rb = 8, 1.0, 1.2
+    v1 = omega * rb**6
+    ring_sum = sum(1.0 / min(d, n - d) ** 6 for d in range(1, n))  # Σ_{j≠i} V_ij / V1
+    flip = np.ones(1)
+    for _ in range(n):
+        flip = np.kron(flip, np.array([[0.0, 1.0], [1.0, 0.0]]))
+
+    def offset(delta):
+        h = _ring_hamiltonian(n, omega, delta, v1)
+        diff = flip @ h @ flip - h
+        return np.linalg.norm(diff - np.trace(diff) / 2**n * np.eye(2**n))
+
+    assert offset(v1 * ring_sum / 2) < 1e-9
+    assert offset(v1 * ring_sum / 2 + 0.05) > 1.0  # any other Δ leaves a field Σ_i (…) Z_i
+    assert offset(-v1 * ring_sum / 2) > 1.0
+    assert v1 * ring_sum / 2 / omega == pytest.approx(symmetric_line_delta_over_omega(rb), rel=3e-4)
+    big = sum(1.0 / min(d, 400 - d) ** 6 for d in range(1, 400))  # a ring of 400: the infinite-chain limit
+    assert v1 * big / 2 / omega == pytest.approx(symmetric_line_delta_over_omega(rb), rel=1e-12)
+    tip = PUBLISHED_POINTS[1]  # the draft's tip is on that line
     assert tip.delta_over_omega == pytest.approx(symmetric_line_delta_over_omega(tip.rb_over_a), rel=1e-12)
 
 

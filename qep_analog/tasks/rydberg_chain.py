@@ -32,7 +32,7 @@ their labels from a DMRG ground state (the ``mps`` backend) through ⟨n_j⟩ an
 Domain walls (``correlation_window = L``, sites; default ``None``: the rule above, unchanged). An open chain
 with N ≡ 0 mod 3 cannot hold the Z3 crystal r g g r … r with both ends r, the end atoms' favourite state; its
 ground state carries a domain wall (two, at large R_b/a) delocalised over the whole chain (DMRG at N = 51: ⟨n_j⟩
-falls linearly from one crystal to the other). Pairs across a wall enter m_k with cos(k · shift) = −1/2 and the
+passes smoothly from one crystal to the other). Pairs across a wall enter m_k with cos(k · shift) = −1/2 and the
 full-chain m_{2π/3} falls to ≈ 0.3: a wall costs O(1), not O(1/N), since most distant pairs straddle it. The
 block structure factor averages the same quantity over the N − L + 1 blocks B of L consecutive sites:
 
@@ -45,10 +45,11 @@ weighted by how many blocks hold them). Properties: m^(L) ≥ 0 (a Born average 
 full-chain rule (bit for bit: the same code); uniform states give 0; for L a multiple of 6 (both periods) the
 mean n̄ drops out of each block and every block of a perfect crystal gives exactly 1 for its own k and 0 for the
 other, so perfect Z2 and Z3 crystals give exactly 1 at any N (other L: 1 up to O(1/L)). One wall shifting by one site
-lowers a block holding it to 1/2 on average (∫₀¹ |t + (1 − t) e^{2πi/3}|² dt) and costs ≈ (L/2)/(N − L + 1)
-(0.15 at N = 51, L = 12), where the full chain (L = N) loses half of m for a wall spread evenly over it. Small L
-admits the short-range Z3 correlations of the disordered phase, so L should be a few Z3 periods and well below
-N/2; the value chosen for N = 51 and why: docs/notes/issue-17-part1-window.md.
+lowers a block holding it to 1/2 on average (∫₀¹ |t + (1 − t) e^{2πi/3}|² dt) and costs at most
+≈ (L/2)/(N − L + 1) (0.15 at N = 51, L = 12; 0.12 on average over the wall's positions), where the full chain
+(L = N) loses half of m for a wall spread evenly over it. Small L admits the short-range Z3 correlations of the
+disordered phase, so L should be a few Z3 periods and well below N/2; the value chosen for N = 51 and why:
+docs/notes/issue-17-part1-window.md.
 """
 
 from __future__ import annotations
@@ -223,6 +224,8 @@ def block_weights(n: int, window: int) -> np.ndarray:
     """(N, N) pair weights of the block structure factor, scaled so that the full-chain formula's 1/N² applies:
     N² w_L(j, l)/((N − L + 1) L²), w_L = the number of blocks of L = min(window, N) consecutive sites holding both
     j and l (module docstring). All ones for L = N."""
+    if isinstance(window, bool) or not isinstance(window, int | np.integer) or window < 3:
+        raise QepValueError(f"'correlation_window' must be an integer ≥ 3 (sites), not {window!r}")
     length = min(int(window), n)
     j = np.arange(n)
     lo, hi = np.minimum.outer(j, j), np.maximum.outer(j, j)
