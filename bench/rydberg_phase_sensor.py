@@ -101,7 +101,8 @@ def boundary_grid(results: dict, n_atoms: int) -> np.ndarray:
     p, f = results["plot"], results["final"]
     spec = ChainSpec(n_atoms=n_atoms, omega=results["config"]["device"]["omega"],
                      c6=f["blockade_radius_um"] ** 6 * results["config"]["device"]["omega"],
-                     z2_threshold=p["thresholds"][0], z3_threshold=p["thresholds"][1])
+                     z2_threshold=p["thresholds"][0], z3_threshold=p["thresholds"][1],
+                     correlation_window=results["config"]["chain"].get("correlation_window"))
     grid = [[d, r] for r in p["rb_over_a"] for d in p["detuning_over_omega"]]
     return chain_labels(spec, grid).reshape(len(p["rb_over_a"]), len(p["detuning_over_omega"]))
 
@@ -141,7 +142,7 @@ def onset_along(n_atoms: int, path, lo: float, hi: float, order: int = 0, thresh
     def m(t):
         return chain_order(spec, [path(t)], backend)[0, order]
 
-    if m(hi) < threshold:
+    if m(hi) < threshold or m(lo) >= threshold:  # not bracketed: no onset inside [lo, hi]
         return float("nan")
     while hi - lo > tol:
         mid = 0.5 * (lo + hi)
@@ -155,7 +156,7 @@ def published_onsets(sizes: list[int]) -> None:
     particle-hole symmetric line Δ/Ω = ζ(6) (R_b/a)⁶ (the lobe's tip) in R_b/a along that line."""
     from qep_analog.tasks.rydberg_published import PUBLISHED_POINTS, symmetric_line_delta_over_omega
 
-    print("| published point (Δ/Ω, R_b/a) | cut | published | " + " | ".join(f"N = {n}" for n in sizes) + " | s |")
+    print("| literature point (Δ/Ω, R_b/a) | cut | literature | " + " | ".join(f"N = {n}" for n in sizes) + " | s |")
     print("|---|---|---|" + "---|" * (len(sizes) + 1))
     for point in PUBLISHED_POINTS:
         start = time.perf_counter()
@@ -208,7 +209,7 @@ def label_maps(sizes: list[int], png: Path, resolution: int = 25, omega: float =
         ax.set_title(f"N = {n}", fontsize=8)
         ax.set_xlabel("Δ/Ω")
     np.atleast_1d(axes)[0].set_ylabel("R_b/a")
-    fig.suptitle("Chain labels m ≥ 0.5 (grey disordered, blue Z2, orange Z3); stars: published Z2–disordered "
+    fig.suptitle("Chain labels m ≥ 0.5 (grey disordered, blue Z2, orange Z3); stars: literature Z2–disordered "
                  "critical points (qep_analog.tasks.rydberg_published)", fontsize=8)
     png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(png, dpi=130, bbox_inches="tight")

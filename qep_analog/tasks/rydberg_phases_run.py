@@ -243,7 +243,7 @@ def run_rydberg_phases(ctx) -> dict:
 
 def phase_map_figure(results: dict):
     """Predicted phase (max-choice) over (Δ/Ω, R_b/a), the chain's order-parameter labels as contours,
-    the blockade criterion R_b/a = 1, 2, 3 (nearest / next-nearest neighbours blockaded), and the published
+    the blockade criterion R_b/a = 1, 2, 3 (nearest / next-nearest neighbours blockaded), and the literature
     points on the Z2–disordered line inside the box (stars, :mod:`qep_analog.tasks.rydberg_published`)."""
     import matplotlib.pyplot as plt
     from matplotlib.colors import ListedColormap
@@ -273,10 +273,11 @@ def phase_map_figure(results: dict):
     acc = results["final"].get("test_accuracy", float("nan"))
     single = results["final"].get("test_single_shot_accuracy", float("nan"))
     n_sensor = len(p["sensor_offsets"])
+    window = results.get("config", {}).get("chain", {}).get("correlation_window")
     ax.set_title(f"N = {p['n_chain']} chain + {n_sensor}-atom sensor: test max-choice {acc:.3f}, "
                  f"single-shot {single:.3f}\n"
                  f"black: labels from m_Z2, m_Z3 ≥ {p['thresholds']} at N = {p['n_chain']}; dotted: R_b/a = 1, 2; "
-                 "stars: published",
+                 "stars: literature points" + (f"; labels over blocks of {window} sites" if window else ""),
                  fontsize=8)
     return fig
 

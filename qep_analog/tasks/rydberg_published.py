@@ -158,6 +158,9 @@ BLOCKADE_LIMITS: tuple[PublishedLimit, ...] = (
 )
 
 
+LEGEND = "literature Z2–disordered critical points (Fang et al. via a draft's table; a draft's DMRG)"
+
+
 def draw_published(ax, points: tuple[PublishedPoint, ...] = PUBLISHED_POINTS) -> list:
     """Mark the published points that fall inside ``ax``'s current (Δ/Ω, R_b/a) limits (white stars, black edge)
     without changing the limits; returns the drawn line artists (one per point, the first labelled for a
@@ -169,7 +172,7 @@ def draw_published(ax, points: tuple[PublishedPoint, ...] = PUBLISHED_POINTS) ->
     for k, p in enumerate(inside):
         (line,) = ax.plot([p.delta_over_omega], [p.rb_over_a], ls="none", marker="*", ms=11, mfc="w", mec="k",
                           mew=1.0, zorder=5,
-                          label="published Z2–disordered critical points (rydberg_published)" if k == 0 else None)
+                          label=LEGEND if k == 0 else None)
         drawn.append(line)
     ax.set_xlim(x0, x1)
     ax.set_ylim(y0, y1)
