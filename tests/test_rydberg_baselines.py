@@ -52,3 +52,12 @@ def test_threshold_baseline_reads_interval_labels_exactly_and_cannot_see_rb():
     acc = detuning_threshold_baseline(x, by_rb(x), xt, yt)
     assert np.mean(yt == 0) < acc <= ceiling
     assert detuning_only_baseline(x, by_rb(x), xt, yt) < 0.8
+
+
+def test_threshold_baseline_refuses_an_empty_training_set():
+    import pytest
+
+    from qep_analog.errors import QepValueError
+
+    with pytest.raises(QepValueError, match="at least one training point"):
+        detuning_threshold_baseline(np.zeros((0, 2)), np.zeros(0, dtype=int), np.zeros((3, 2)), np.zeros(3, dtype=int))

@@ -52,17 +52,21 @@ def detuning_threshold_baseline(train_inputs, train_labels, test_inputs, test_la
     stronger "blind sensor" reference."""
     x = np.asarray(train_inputs, dtype=float)[:, 0]
     y = np.asarray(train_labels, dtype=int)
+    if y.size == 0:
+        raise QepValueError("detuning_threshold_baseline needs at least one training point")
     order = np.argsort(x, kind="stable")
     x, y = x[order], y[order]
     k = len(PHASES)
     cum = np.vstack([np.zeros(k), np.cumsum(np.eye(k)[y], axis=0)])  # (n + 1, k): class counts of x[:i]
     n = len(x)
     cut = np.flatnonzero(np.r_[True, x[1:] > x[:-1], True])  # split only between distinct Δ/Ω values
-    i, j = np.meshgrid(cut, cut, indexing="ij")
-    ok = i <= j
-    correct = (cum[i].max(-1) + (cum[j] - cum[i]).max(-1) + (cum[n] - cum[j]).max(-1)) * ok
-    a, b = np.unravel_index(np.argmax(correct), correct.shape)
-    lo, hi = cut[a], cut[b]
+    tail = (cum[n] - cum[cut]).max(-1)
+    best, lo, hi = -1.0, 0, 0
+    for a, i in enumerate(cut):  # one row of (lower, upper) pairs at a time: memory O(n); first best pair wins
+        row = cum[i].max() + (cum[cut[a:]] - cum[i]).max(-1) + tail[a:]
+        b = int(np.argmax(row))
+        if row[b] > best:
+            best, lo, hi = row[b], i, cut[a + b]
     label = [int(np.argmax(cum[lo])), int(np.argmax(cum[hi] - cum[lo])), int(np.argmax(cum[n] - cum[hi]))]
     edges = [(x[lo - 1] + x[lo]) / 2 if 0 < lo < n else (-np.inf if lo == 0 else np.inf),
              (x[hi - 1] + x[hi]) / 2 if 0 < hi < n else (-np.inf if hi == 0 else np.inf)]
