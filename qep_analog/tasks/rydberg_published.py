@@ -59,45 +59,43 @@ def _check_kind(owner: str, kind: str) -> None:
 
 
 @dataclass(frozen=True, kw_only=True)
-class PublishedPoint:
+class _Cited:
+    """A published transition detuning Δ/Ω with its citation; checks shared by the two record types below."""
+
+    delta_over_omega: float
+    kind: str
+    source: str
+    where: str
+    note: str
+
+    def __post_init__(self) -> None:
+        owner = type(self).__name__
+        if not math.isfinite(self.delta_over_omega):
+            raise QepValueError(f"'{owner}.delta_over_omega' must be finite, not {self.delta_over_omega!r}")
+        _check_kind(owner, self.kind)
+        _check_text(owner, source=self.source, where=self.where, note=self.note)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PublishedPoint(_Cited):
     """A point (Δ/Ω, R_b/a) on a published phase boundary, in the project's convention (module docstring).
 
     ``source``: the paper (and, for a secondary citation, where it was read); ``where``: equation, table,
     sentence or caption; ``note``: model, size, method, uncertainty if given, conversion.
     """
 
-    delta_over_omega: float
     rb_over_a: float
-    kind: str
-    source: str
-    where: str
-    note: str
 
     def __post_init__(self) -> None:
-        if not math.isfinite(self.delta_over_omega):
-            raise QepValueError(f"'PublishedPoint.delta_over_omega' must be finite, not {self.delta_over_omega!r}")
+        super().__post_init__()
         if not (math.isfinite(self.rb_over_a) and self.rb_over_a > 0):
             raise QepValueError(f"'PublishedPoint.rb_over_a' must be a positive number, not {self.rb_over_a!r}")
-        _check_kind("PublishedPoint", self.kind)
-        _check_text("PublishedPoint", source=self.source, where=self.where, note=self.note)
 
 
 @dataclass(frozen=True, kw_only=True)
-class PublishedLimit:
+class PublishedLimit(_Cited):
     """A published transition detuning Δ/Ω of a truncated model with no single R_b/a (e.g. nearest-neighbour
     blockade only: V1 = ∞, V2 = 0), in the project's (Ω/2) X convention."""
-
-    delta_over_omega: float
-    kind: str
-    source: str
-    where: str
-    note: str
-
-    def __post_init__(self) -> None:
-        if not math.isfinite(self.delta_over_omega):
-            raise QepValueError(f"'PublishedLimit.delta_over_omega' must be finite, not {self.delta_over_omega!r}")
-        _check_kind("PublishedLimit", self.kind)
-        _check_text("PublishedLimit", source=self.source, where=self.where, note=self.note)
 
 
 def from_interaction_units(*, omega_over_v1: float, delta_over_v1: float) -> tuple[float, float]:
