@@ -271,7 +271,7 @@ def phase_map_figure(results: dict):
     published = draw_published(ax)  # qep_analog.tasks.rydberg_published: sources and conversions
     handles = [plt.Rectangle((0, 0), 1, 1, color=cmap(i)) for i in range(3)] + published[:1]
     ax.legend(handles, [f"sensor says {ph}" for ph in p["phases"]] + [h.get_label() for h in published[:1]],
-              loc="upper left", fontsize=7)
+              loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, fontsize=7)  # below: the map stays visible
     ax.set_xlabel("Δ/Ω")
     ax.set_ylabel("R_b/a")
     acc = results["final"].get("test_accuracy", float("nan"))
