@@ -115,9 +115,8 @@ class ChainSpec:
             value = getattr(self, key)
             if not 0 < value < 1:
                 raise QepValueError(f"'chain.{key}' must lie in (0, 1), not {value!r}")
-        window = self.correlation_window
-        if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 3):
-            raise QepValueError(f"'chain.correlation_window' must be an integer ≥ 3 (sites), not {window!r}")
+        if self.correlation_window is not None:
+            check_window(self.correlation_window, "chain.correlation_window")
 
     @property
     def blockade_radius_um(self) -> float:
@@ -220,12 +219,17 @@ def structure_factors(density, pair, window: int | None = None) -> tuple[float, 
                  for k, norm in ((np.pi, 4.0), (2 * np.pi / 3, 9.0)))
 
 
+def check_window(window, key: str = "correlation_window") -> None:
+    """Refuse a block length that is not an integer ≥ 3 (sites); bools are not integers here."""
+    if isinstance(window, bool) or not isinstance(window, int | np.integer) or window < 3:
+        raise QepValueError(f"'{key}' must be an integer ≥ 3 (sites), not {window!r}")
+
+
 def block_weights(n: int, window: int) -> np.ndarray:
     """(N, N) pair weights of the block structure factor, scaled so that the full-chain formula's 1/N² applies:
     N² w_L(j, l)/((N − L + 1) L²), w_L = the number of blocks of L = min(window, N) consecutive sites holding both
     j and l (module docstring). All ones for L = N."""
-    if isinstance(window, bool) or not isinstance(window, int | np.integer) or window < 3:
-        raise QepValueError(f"'correlation_window' must be an integer ≥ 3 (sites), not {window!r}")
+    check_window(window)
     length = min(int(window), n)
     j = np.arange(n)
     lo, hi = np.minimum.outer(j, j), np.maximum.outer(j, j)
